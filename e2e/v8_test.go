@@ -63,11 +63,8 @@ type v8Result struct {
 	Metrics        map[string]int64
 	PropertiesRead []string `json:"properties_read"`
 	Calls          map[string]int
-	Logs           []struct {
-		Level   string `json:"level"`
-		Message string `json:"message"`
-	}
-	Deviations []string
+	Logs           []struct{ Level, Message string }
+	Deviations     []string
 }
 
 // nodeOrSkip returns the node binary, or skips the test.
@@ -82,12 +79,12 @@ func nodeOrSkip(t *testing.T) string {
 
 // runHost runs host.mjs on a module and returns its parsed output and exit
 // code. Output that is not host.mjs's JSON fails the test.
-func runHost(t *testing.T, node, wasm string) (v8Result, int) {
+func runHost(t *testing.T, node, wasm string, extra ...string) (v8Result, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, node, hostScript, wasm)
+	cmd := exec.CommandContext(ctx, node, append([]string{hostScript, wasm}, extra...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0
@@ -199,6 +196,26 @@ func TestV8HostWithFixturePlugin(t *testing.T) {
 	checkContract(t, res, code)
 	if got := res.Calls["env.proxy_set_shared_data"]; got != 2 {
 		t.Errorf("proxy_set_shared_data called %d times, want 2 (one CAS write per request)", got)
+	}
+}
+
+func TestV8HostReportsRefusedConfiguration(t *testing.T) {
+	node := nodeOrSkip(t)
+	cfg := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(cfg, []byte("not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, code := runHost(t, node, buildFixture(t, "./internal/v8fixture"), "--config", cfg)
+	if code != 1 || res.OK || res.Plugin.Configure == nil || *res.Plugin.Configure {
+		t.Fatalf("host.mjs exit %d ok=%v configure=%v for a configuration the plugin refuses; want exit 1, configure false", code, res.OK, res.Plugin.Configure)
+	}
+	if len(res.Requests) != 0 {
+		t.Errorf("%d requests ran after the plugin was refused, want 0", len(res.Requests))
+	}
+	if !slices.ContainsFunc(res.Logs, func(l struct{ Level, Message string }) bool {
+		return l.Level == "error" && strings.Contains(l.Message, "not a JSON object")
+	}) {
+		t.Errorf("the plugin's error line is not in the logs: %+v", res.Logs)
 	}
 }
 

@@ -2,10 +2,6 @@ package patterns
 
 import (
 	"bytes"
-	"errors"
-	"io"
-	"mime"
-	"mime/multipart"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -68,8 +64,8 @@ func bodyKindOf(contentType string) bodyKind {
 //   - multipart/*: for each part, the name and filename of its
 //     Content-Disposition (or the raw header when it does not parse),
 //     each also percent-decoded, and its content (quoted-printable
-//     decoded by mime/multipart), also percent-decoded when the part is not
-//     a file. The boundary comes from the content type, or from the body's
+//     decoded when the part says so), also percent-decoded when the part is
+//     not a file. The boundary comes from the content type, or from the body's
 //     first line when that finds no part. A part cut short is inspected as
 //     far as it goes;
 //   - any other or no content type: if the first non-blank byte is '{' or
@@ -238,73 +234,38 @@ func matchMultipart(m *matcher, contentType string, body []byte) bool {
 }
 
 // matchParts tries the parts of a multipart body and returns how many it
-// found. A parse error ends the walk; what was read before it is tried.
+// found (see eachPart for what a part is).
 func matchParts(m *matcher, body []byte, boundary string) (parts int, done bool) {
-	if boundary == "" {
-		return 0, m.done()
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			return parts, m.done()
-		}
-		parts++
-		isFile := false
-		cd := p.Header.Get("Content-Disposition")
-		if _, params, err := mime.ParseMediaType(cd); err == nil {
-			name, filename := params["name"], params["filename"]
-			isFile = filename != ""
-			if m.str(name, TargetBody) || m.decoded(name, 0, TargetBody) ||
-				m.str(filename, TargetBody) || m.decoded(filename, 0, TargetBody) {
-				return parts, true
+	parts, done = eachPart(body, boundary, func(header, content []byte) bool {
+		cd := partHeader(header, "Content-Disposition")
+		name, hasName := mediaParam(cd, "name")
+		filename, hasFile := mediaParam(cd, "filename")
+		if !hasName && !hasFile {
+			if m.str(cd, TargetBody) {
+				return true
 			}
-		} else if m.str(cd, TargetBody) {
-			return parts, true
+		} else if m.str(name, TargetBody) || m.decoded(name, 0, TargetBody) ||
+			m.str(filename, TargetBody) || m.decoded(filename, 0, TargetBody) {
+			return true
 		}
-		var rerr error
-		m.buf, rerr = readAllInto(m.buf[:0], p, len(body))
-		if m.bytes(m.buf, TargetBody) {
-			return parts, true
+		if strings.EqualFold(partHeader(header, "Content-Transfer-Encoding"), "quoted-printable") {
+			m.buf = appendQuotedPrintable(m.buf[:0], content)
+			content = m.buf
 		}
-		if !isFile && decodedValue(m, m.buf, 0, TargetBody) {
-			return parts, true
+		if m.bytes(content, TargetBody) {
+			return true
 		}
-		if rerr != nil {
-			return parts, m.done()
-		}
-	}
-}
-
-var errPartTooLong = errors.New("multipart part longer than its body")
-
-// readAllInto appends what r yields to dst, up to limit bytes, and returns
-// it with the first error other than io.EOF.
-func readAllInto(dst []byte, r io.Reader, limit int) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		switch {
-		case err == io.EOF:
-			return dst, nil
-		case err != nil:
-			return dst, err
-		case len(dst) > limit:
-			return dst[:limit], errPartTooLong
-		}
-	}
+		return !hasFile && decodedValue(m, content, 0, TargetBody)
+	})
+	return parts, done || m.done()
 }
 
 // boundaryParam returns the boundary parameter of a multipart content
-// type. When mime.ParseMediaType refuses the value (a duplicate parameter,
-// a stray character), it takes the first "boundary=" it finds, as lenient
-// servers do.
+// type: the first one (mediaParam), or, when the value does not parse as
+// parameters, the first "boundary=" it finds, as lenient servers do.
 func boundaryParam(contentType string) string {
-	if _, params, err := mime.ParseMediaType(contentType); err == nil {
-		return params["boundary"]
+	if b, ok := mediaParam(contentType, "boundary"); ok {
+		return b
 	}
 	const key = "boundary="
 	for i := 0; i+len(key) <= len(contentType); i++ {

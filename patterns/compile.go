@@ -57,6 +57,8 @@ type Compiled struct {
 	// so a value without it cannot match and is not handed to re.
 	prefix      string
 	prefixBytes []byte
+	// filter holds literals a matching value must contain (see prefilter).
+	filter *prefilter
 }
 
 // Rule returns the rule c was compiled from.
@@ -125,13 +127,14 @@ func CompileRule(r Rule) (*Compiled, error) {
 	if err != nil { // cannot happen: syntax.Parse accepted expr
 		return nil, regexError(r.Pattern, err)
 	}
+	filter := newPrefilter(tree)
 	if stripped, ok := stripDotStar(tree); ok {
 		if fast, err := regexp.Compile(stripped.String()); err == nil {
 			re = fast
 		}
 	}
 	prefix, _ := re.LiteralPrefix()
-	return &Compiled{rule: r, insts: len(prog.Inst), re: re, prefix: prefix, prefixBytes: []byte(prefix)}, nil
+	return &Compiled{rule: r, insts: len(prog.Inst), re: re, prefix: prefix, prefixBytes: []byte(prefix), filter: filter}, nil
 }
 
 func regexError(pattern string, err error) error {

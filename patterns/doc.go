@@ -11,7 +11,9 @@
 //     repeated until stable, %uXXXX, NUL bytes, backslashes, dot segments,
 //     ;params, repeated and trailing slashes.
 //   - compile.go validates and compiles one Rule into a Compiled pattern,
-//     enforcing the limits below.
+//     enforcing the limits below; prefilter.go derives from the pattern
+//     the literals a matching value must contain, so most values are
+//     rejected without running the regexp.
 //   - match.go holds the Set, which checks the decoded values of a request
 //     against its rules in configuration order.
 //   - body.go extracts the values of a body: form fields, JSON strings,

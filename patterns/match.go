@@ -213,7 +213,7 @@ func (m *matcher) str(v string, t Target) bool {
 			break
 		}
 		c := m.set.rules[i]
-		if c.prefix != "" && !strings.Contains(v, c.prefix) {
+		if c.prefix != "" && !strings.Contains(v, c.prefix) || !c.filter.allowsString(v) {
 			continue
 		}
 		if c.re.MatchString(v) {
@@ -238,7 +238,7 @@ func (m *matcher) bytes(v []byte, t Target) bool {
 			break
 		}
 		c := m.set.rules[i]
-		if c.prefix != "" && !bytes.Contains(v, c.prefixBytes) {
+		if c.prefix != "" && !bytes.Contains(v, c.prefixBytes) || !c.filter.allowsBytes(v) {
 			continue
 		}
 		if c.re.Match(v) {

@@ -306,3 +306,26 @@ func FuzzMatchOracle(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentChecks shares one Set between goroutines; run with -race.
+func TestConcurrentChecks(t *testing.T) {
+	s := seedSet(t)
+	done := make(chan bool)
+	for g := 0; g < 4; g++ {
+		go func() {
+			ok := true
+			for i := 0; i < 200; i++ {
+				_, a := s.CheckPath("/download/evil%252Eexe?q=%3Cscript%3E")
+				_, b := s.CheckHeaders([][2]string{{"x", "%3Cscript%3Ex%3C/script%3E"}})
+				_, c := s.CheckBody("application/json", []byte(`{"a":"\u003cscript\u003ex\u003c/script\u003e"}`))
+				ok = ok && a && b && c
+			}
+			done <- ok
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if !<-done {
+			t.Error("a concurrent check missed a match")
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package patterns
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"strings"
+	"unicode/utf8"
+)
 
 // Decoding
 //
@@ -39,21 +43,21 @@ const (
 // needsDecode reports whether decoding s in mode could change it. When it
 // returns false the decoded value is s itself, so callers skip the copy.
 func needsDecode[S ~string | ~[]byte](s S, mode decodeMode) bool {
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '%':
-			return true
-		case '+':
-			if mode&modePlus != 0 {
-				return true
-			}
-		case 0, '\\':
-			if mode&modePath != 0 {
-				return true
-			}
-		}
+	if indexByte(s, '%') >= 0 {
+		return true
 	}
-	return false
+	if mode&modePlus != 0 && indexByte(s, '+') >= 0 {
+		return true
+	}
+	return mode&modePath != 0 && (indexByte(s, 0) >= 0 || indexByte(s, '\\') >= 0)
+}
+
+// indexByte is strings.IndexByte or bytes.IndexByte, whichever fits S.
+func indexByte[S ~string | ~[]byte](v S, c byte) int {
+	if b, ok := any(v).([]byte); ok {
+		return bytes.IndexByte(b, c)
+	}
+	return strings.IndexByte(string(v), c)
 }
 
 // appendDecoded appends the fixed point of decoding s in mode to dst and

@@ -228,6 +228,9 @@ func FuzzDecode(f *testing.F) {
 			if want := naiveDecode(s, mode); string(got) != want {
 				t.Fatalf("decode(%q, mode %d) = %q, rounds give %q", s, mode, got, want)
 			}
+			if !needsDecode(s, mode) && string(got) != s {
+				t.Fatalf("needsDecode(%q, mode %d) = false, but it decodes to %q", s, mode, got)
+			}
 			if changed != (string(got) != s) {
 				t.Fatalf("decode(%q, mode %d) changed = %v, output %q", s, mode, changed, got)
 			}

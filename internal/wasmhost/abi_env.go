@@ -532,13 +532,16 @@ func envFuncs() []hostFunc {
 			v.afterCall = append(v.afterCall, func() { st.resume(response) })
 		}},
 		{"proxy_close_stream", "i:i", func(v *vm, s []uint64) {
-			if u32(s[0]) > streamMax {
+			typ := u32(s[0])
+			if typ > streamMax {
 				s[0] = stBadArgument
 				return
 			}
 			s[0] = stOK
 			st := v.current().s
-			if st == nil || st.ended || st.closed || st.pendingReset {
+			// Downstream/Upstream close a network filter's connection; an
+			// HTTP context has none, so Envoy does nothing for it.
+			if typ > streamResponse || st == nil || st.ended || st.closed || st.pendingReset {
 				return
 			}
 			st.pendingReset = true

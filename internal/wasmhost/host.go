@@ -16,7 +16,10 @@ import (
 // ErrClosed is returned by methods of a closed Host and its Streams.
 var ErrClosed = errors.New("wasmhost: host is closed")
 
-// Host runs one plugin on Options.Workers VMs. Create it with New.
+// Host runs one plugin on Options.Workers VMs. Create it with New, start
+// one Stream per HTTP exchange (or call Exchange), read Stats for an
+// Envoy-like /stats page, and Close it when done. Its methods are safe for
+// concurrent use.
 type Host struct {
 	opts     Options
 	rt       wazero.Runtime
@@ -145,9 +148,7 @@ func (h *Host) monotonicNanos() int64 {
 	return t
 }
 
-// log passes a record on unless it is below Options.LogLevel. Plugin
-// lines of warning and above written while a VM starts are also kept for
-// its StartError.
+// log passes a record on unless it is below Options.LogLevel.
 func (h *Host) log(r LogRecord) {
 	if r.Level < h.opts.LogLevel {
 		return

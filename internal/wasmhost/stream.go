@@ -194,7 +194,6 @@ type Stream struct {
 	cont         [2]bool        // proxy_continue_stream for the running direction
 	inLocalReply bool
 
-	local   *LocalResponse
 	props   map[string][]byte // proxy_set_property
 	pending []Step            // released outside the stream's own calls
 	signal  chan struct{}
@@ -618,7 +617,6 @@ func (s *Stream) directLocal(lr *LocalResponse) Step {
 
 func (s *Stream) endLocal(lr *LocalResponse) Step {
 	s.ended = true
-	s.local = lr
 	s.req.buf, s.req.bufActive, s.req.buffering = nil, false, false
 	s.resp.hdrState, s.resp.buf, s.resp.bufActive, s.resp.buffering = stReleased, nil, false, false
 	s.h.stats.localReplies.Add(1)

@@ -456,3 +456,75 @@ func TestBufferBytesCopiesThroughAllocator(t *testing.T) {
 		t.Fatalf("copied %q, want \"bcd\"", got)
 	}
 }
+
+// Lines from fd_write are joined up to MaxLogLineBytes; a longer run is
+// logged in pieces, and an unterminated tail is logged when the VM closes.
+func TestLogLineLimit(t *testing.T) {
+	h, sink := newTestHost(t, wasiProbe(Envoy133), Options{})
+	write := func(fd uint64, data []byte) {
+		t.Helper()
+		writeMem(t, h, 8192, data)
+		iov := make([]byte, 8)
+		binary.LittleEndian.PutUint32(iov, 8192)
+		binary.LittleEndian.PutUint32(iov[4:], uint32(len(data)))
+		writeMem(t, h, 4000, iov)
+		if r, ok := callExport(t, h, "t_fd_write", fd, 4000, 1, 4010); !ok || r != errnoSuccess {
+			t.Fatalf("fd_write = %d (ok %v)", r, ok)
+		}
+	}
+	count := func(src LogSource) int {
+		n := 0
+		for _, r := range sink.records() {
+			if r.Source == src {
+				n++
+			}
+		}
+		return n
+	}
+	write(2, bytes.Repeat([]byte("e"), MaxLogLineBytes-1))
+	if n := count(FromStderr); n != 0 {
+		t.Fatalf("%d stderr records for MaxLogLineBytes-1 unterminated bytes, want 0", n)
+	}
+	write(2, []byte("e"))
+	recs := sink.records()
+	if n := count(FromStderr); n != 1 || len(recs[len(recs)-1].Message) != MaxLogLineBytes {
+		t.Fatalf("%d stderr records after MaxLogLineBytes bytes, want 1 of exactly MaxLogLineBytes", n)
+	}
+	write(1, []byte("tail without newline"))
+	if _, ok := sink.find("tail without newline"); ok {
+		t.Fatal("unterminated stdout logged early")
+	}
+	h.Close(context.Background())
+	if r, ok := sink.find("tail without newline"); !ok || r.Source != FromStdout {
+		t.Fatalf("unterminated stdout not flushed at Close: %+v", r)
+	}
+}
+
+// proxy_close_stream(Request) resets the stream; proxy_continue_stream
+// rejects stream types beyond Upstream.
+func TestCloseStreamResets(t *testing.T) {
+	tp := newTiny()
+	closeStream := tp.b.imp(modEnv, "proxy_close_stream", "i:i")
+	continueStream := tp.b.imp(modEnv, "proxy_continue_stream", "i:i")
+	tp.reqHeaders = [][]byte{
+		i32c(0), i32c(4), call(continueStream), i32store(0), // memory[0] = continue_stream(4)
+		i32c(0), call(closeStream), opDrop,
+		i32c(0), // ActionContinue, overridden by the reset
+	}
+	h, _ := newTestHost(t, tp.bytes(), Options{})
+	s, err := h.NewStream(StreamInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.RequestHeaders(RequestHead{}, true)
+	if err != nil || st.Action != Reset {
+		t.Fatalf("RequestHeaders: %+v, %v; want a reset", st, err)
+	}
+	if got := binary.LittleEndian.Uint32(readMem(t, h, 0, 4)); got != uint32(stBadArgument) {
+		t.Errorf("proxy_continue_stream(4) = %d, want BadArgument (2)", got)
+	}
+	if v, _ := h.Stat("wasmhost.streams.resets"); v != 1 {
+		t.Errorf("resets = %d, want 1", v)
+	}
+}

@@ -172,12 +172,13 @@ const mallocAddr = 4096
 // tinyProxy is a minimal Proxy-Wasm 0.2.0 module: a fixed-address
 // allocator and the start callbacks. Options change pieces of it.
 type tinyProxy struct {
-	b         *wasmBuilder
-	abi       string   // export name of the ABI version
-	initCode  [][]byte // body of _initialize
-	allocPre  [][]byte // code run by proxy_on_memory_allocate first
-	vmStart   [][]byte // code run by proxy_on_vm_start before returning 1
-	configure int32    // proxy_on_configure's result
+	b          *wasmBuilder
+	abi        string   // export name of the ABI version
+	initCode   [][]byte // body of _initialize
+	allocPre   [][]byte // code run by proxy_on_memory_allocate first
+	vmStart    [][]byte // code run by proxy_on_vm_start before returning 1
+	configure  int32    // proxy_on_configure's result
+	reqHeaders [][]byte // proxy_on_request_headers' body, which must leave an i32 action
 }
 
 func newTiny() *tinyProxy {
@@ -194,5 +195,8 @@ func (t *tinyProxy) bytes() []byte {
 	b.fn("proxy_on_context_create", "ii")
 	b.fn("proxy_on_vm_start", "ii:i", append(append([][]byte{}, t.vmStart...), i32c(1))...)
 	b.fn("proxy_on_configure", "ii:i", i32c(t.configure))
+	if t.reqHeaders != nil {
+		b.fn("proxy_on_request_headers", "iii:i", t.reqHeaders...)
+	}
 	return b.bytes()
 }

@@ -70,6 +70,14 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	p.casRetries = proxywasm.DefineCounterMetric("test.cas_retries")
 	p.gauge = proxywasm.DefineGaugeMetric("test.gauge")
 	p.hist = proxywasm.DefineHistogramMetric("test.hist")
+	// Creating a key ignores the CAS (two workers could both create it),
+	// so the counter is created here: Envoy starts worker VMs one by one.
+	if _, _, err := proxywasm.GetSharedData("counter"); err == types.ErrorStatusNotFound {
+		if err := proxywasm.SetSharedData("counter", []byte("0"), 0); err != nil {
+			proxywasm.LogErrorf("create counter: %v", err)
+			return types.OnPluginStartStatusFailed
+		}
+	}
 	for _, word := range strings.Fields(string(cfg)) {
 		switch {
 		case word == "fail":
@@ -242,6 +250,7 @@ func (h *httpContext) casIncrement() {
 			proxywasm.LogErrorf("get counter: %v", err)
 			return
 		}
+		spin() // widen the window in which another worker can interleave
 		err = proxywasm.SetSharedData("counter", []byte(strconv.Itoa(n+1)), cas)
 		if err == nil {
 			return
@@ -252,6 +261,17 @@ func (h *httpContext) casIncrement() {
 		}
 		h.p.casRetries.Increment(1)
 	}
+}
+
+var spinSink uint32
+
+// spin burns a little CPU (about a hundred microseconds).
+func spin() {
+	x := spinSink + 1
+	for i := 0; i < 100000; i++ {
+		x = x*1664525 + 1013904223
+	}
+	spinSink = x
 }
 
 func (h *httpContext) copyProperties() {
