@@ -8,7 +8,7 @@ import (
 
 // typicalRequest has ten headers and a 60-byte path, no body.
 var typicalRequest = request{
-	path: "/api/v1/customers/4711/orders/2026-11?page=3&sort=desc&lang=en",
+	path: "/api/v1/customers/4711/orders/2026-11?page=3&sort=desc&lg=en",
 	headers: [][2]string{
 		{"user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"},
 		{"accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},

@@ -495,3 +495,41 @@ func TestLogLineEscaping(t *testing.T) {
 		t.Errorf("log line has a raw line break: %q", logs[0])
 	}
 }
+
+// An internal error (here: a panic from the clock, natively) follows
+// on_error, is counted and logged, and never escapes the callback. Monitor
+// mode lets the request through whatever on_error says.
+func TestOnError(t *testing.T) {
+	now = func() time.Time { panic("clock exploded") }
+	defer func() { now = time.Now }()
+	tests := []struct {
+		name, config string
+		status       int
+	}{
+		{"deny", `{"rate_limit": {"requests_per_minute": 60}}`, 500},
+		{"allow", `{"on_error": "allow", "rate_limit": {"requests_per_minute": 60}}`, 0},
+		{"monitor", `{"mode": "monitor", "rate_limit": {"requests_per_minute": 60}}`, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := mustStart(t, &vmContext{}, tt.config)
+			res := h.do(request{path: "/", headers: [][2]string{{"x-request-id", "r1"}}})
+			if res.status() != tt.status {
+				t.Fatalf("status %d, want %d", res.status(), tt.status)
+			}
+			if tt.status == 0 && res.action != types.ActionContinue {
+				t.Errorf("action %v, want continue", res.action)
+			}
+			if tt.status == 500 && string(res.local.Data) != `{"error":"internal error","request_id":"r1"}`+"\n" {
+				t.Errorf("body %s", res.local.Data)
+			}
+			if got := h.counter(MetricErrors); got != 1 {
+				t.Errorf("%s = %d, want 1", MetricErrors, got)
+			}
+			logs := h.host.GetErrorLogs()
+			if len(logs) != 1 || !strings.Contains(logs[0], `error="panic: clock exploded"`) {
+				t.Errorf("error logs %q, want one line with the panic", logs)
+			}
+		})
+	}
+}
