@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wasmguard/wasmguard/internal/server"
+	"github.com/wasmguard/wasmguard/internal/wasmhost"
+)
+
+const (
+	// maxCheckBody bounds check's --body-file (the filter inspects at most
+	// 8 MiB, and the host buffers at most 1 MiB of a paused body).
+	maxCheckBody = 64 << 20
+	// checkTimeout bounds one check request: a filter that pauses a request
+	// and never resumes it fails the check instead of hanging.
+	checkTimeout = 10 * time.Second
+	// defaultFrom is check's default client address (source.address).
+	defaultFrom = "127.0.0.1:50000"
+	// defaultAuthority is :authority for a URL given as a bare path.
+	defaultAuthority = "localhost"
+)
+
+var validateCommand = &command{
+	name:     "validate",
+	synopsis: "[flags] CONFIG",
+	summary:  "load CONFIG into the filter and print OK, or the filter's error line",
+	about: `
+Starts the filter (one VM) with the JSON configuration in the file CONFIG
+("-" reads standard input), exactly as Envoy would at plugin start, and
+prints OK. When the filter refuses the configuration it prints the filter's
+error line, which names the JSON path and the problem, and exits 1:
+
+  $ wasmguard validate bad.json
+  wasmguard: configuration refused: block_patterns[1]: invalid regex "(": missing closing )
+
+Examples:
+  wasmguard validate testdata/config/seed.json
+  echo '{"mode": "monitor"}' | wasmguard validate -`,
+	flags: func(fs *flag.FlagSet) any {
+		f := &hostFlags{}
+		f.register(fs)
+		return f
+	},
+	run: runValidate,
+}
+
+func runValidate(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts any, args []string) int {
+	f := opts.(*hostFlags)
+	if len(args) != 1 || args[0] == "--" {
+		if len(args) == 0 {
+			return usageError(e, c, fs, "missing CONFIG, the configuration file to validate")
+		}
+		return usageError(e, c, fs, "want exactly one CONFIG, got %q", strings.Join(args, " "))
+	}
+	if _, err := wasmhost.ParseProfile(f.profile); err != nil {
+		return usageError(e, c, fs, "--profile %q: want envoy-1.33 or envoy-1.39", f.profile)
+	}
+	config, _, err := readConfig(args[0])
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wasmguard validate: %v\n", err)
+		return exitFail
+	}
+	host, err := newHost(ctx, hostSpec{flags: *f, config: config, workers: 1, logLevel: wasmhost.LogInfo})
+	if err != nil {
+		lines, refused := refusal(err)
+		for _, l := range lines {
+			if !refused {
+				l = "wasmguard validate: " + l
+			}
+			fmt.Fprintln(e.stderr, l)
+		}
+		return exitFail
+	}
+	host.Close(context.Background())
+	fmt.Fprintln(e.stdout, "OK")
+	return exitOK
+}
+
+type checkFlags struct {
+	host hostFlags
+	from string
+}
+
+var checkCommand = &command{
+	name:     "check",
+	synopsis: "[flags] CONFIG -- METHOD URL [NAME:VALUE ...] [--body STRING | --body-file FILE]",
+	summary:  "run one request through the filter with CONFIG and print the verdict",
+	about: `
+Starts the filter with the configuration file CONFIG and runs one request
+through it, then prints the verdict:
+
+  status   the status of the filter's reply (403 blocked, 429 rate
+           limited, ...), or "continue" when the request would go on to
+           the upstream
+  rule     the pattern that blocked it (the x-wasmguard-rule header)
+  the reply's headers and body, or the request as forwarded and the
+  headers the filter adds to a 200 from the upstream; then the filter's
+  log lines for the request.
+
+After "--" comes the request: METHOD, then URL, either a path with its query
+("/search?q=x", sent to host "localhost") or an absolute http:// URL. Each
+further word of the form "NAME: VALUE" (quote it) is a request header.
+--body STRING or --body-file FILE ("-": standard input) gives a body, fed to
+the filter in 16 KiB chunks like serve does. The exit status is 0 whatever
+the verdict; 1 when the filter refuses CONFIG.
+
+Examples:
+  wasmguard check testdata/config/seed.json -- GET /download/evil.exe
+  wasmguard check my.json -- GET '/search?q=%3Cscript%3E' 'user-agent: curl/8'
+  wasmguard check my.json -- POST /comments 'content-type: application/json' --body '{"c":"hi"}'`,
+	flags: func(fs *flag.FlagSet) any {
+		f := &checkFlags{}
+		f.host.register(fs)
+		fs.StringVar(&f.from, "from", defaultFrom, "the client's `ADDR` (ip:port), the filter's source.address and rate-limit key")
+		return f
+	},
+	run: runCheck,
+}
+
+// checkRequest is the request after "--".
+type checkRequest struct {
+	head wasmhost.RequestHead
+	body []byte
+}
+
+// parseCheckRequest parses METHOD URL [NAME:VALUE ...] [--body S |
+// --body-file F], naming the word at fault.
+func parseCheckRequest(words []string) (checkRequest, error) {
+	var req checkRequest
+	if len(words) < 2 {
+		return req, fmt.Errorf("after --, want METHOD URL, got %q", strings.Join(words, " "))
+	}
+	method := words[0]
+	if method == "" || !validToken(method) {
+		return req, fmt.Errorf("method %q is not an HTTP method", method)
+	}
+	authority, target, scheme, err := splitURL(words[1])
+	if err != nil {
+		return req, err
+	}
+	req.head = wasmhost.RequestHead{Method: method, Path: target, Authority: authority, Scheme: scheme}
+	bodySet := false
+	setBody := func(flagName, v string, file bool) error {
+		if bodySet {
+			return fmt.Errorf("%s: only one --body or --body-file", flagName)
+		}
+		bodySet = true
+		if !file {
+			req.body = []byte(v)
+			return nil
+		}
+		b, err := readLimited(v, maxCheckBody, "--body-file")
+		req.body = b
+		return err
+	}
+	for i := 2; i < len(words); i++ {
+		w := words[i]
+		name, val, hasVal := strings.Cut(w, "=")
+		switch name {
+		case "--body", "-body", "--body-file", "-body-file":
+			if !hasVal {
+				if i+1 >= len(words) {
+					return req, fmt.Errorf("%s needs a value", name)
+				}
+				i++
+				val = words[i]
+			}
+			if err := setBody(name, val, strings.HasSuffix(name, "-file")); err != nil {
+				return req, err
+			}
+			continue
+		}
+		k, v, ok := strings.Cut(w, ":")
+		k = strings.TrimSpace(k)
+		if !ok || !validToken(k) {
+			return req, fmt.Errorf("%q: want a header \"NAME: VALUE\", --body STRING or --body-file FILE", w)
+		}
+		req.head.Headers = append(req.head.Headers, [2]string{strings.ToLower(k), strings.TrimSpace(v)})
+	}
+	return req, nil
+}
+
+// splitURL accepts "/path?query" or "http(s)://host/path?query" and
+// returns the authority, the raw request target and the scheme.
+func splitURL(s string) (authority, target, scheme string, err error) {
+	s, _, _ = strings.Cut(s, "#")
+	if strings.HasPrefix(s, "/") {
+		return defaultAuthority, s, "http", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", "", "", fmt.Errorf("URL %q: want a path starting with / or an http:// or https:// URL", s)
+	}
+	rest := s[len(u.Scheme)+len("://"):]
+	i := strings.IndexAny(rest, "/?")
+	switch {
+	case i < 0:
+		target = "/"
+	case rest[i] == '?':
+		target = "/" + rest[i:]
+	default:
+		target = rest[i:]
+	}
+	return u.Host, target, u.Scheme, nil
+}
+
+// validToken reports whether s is an HTTP token (method, header name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func runCheck(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts any, args []string) int {
+	f := opts.(*checkFlags)
+	dash := -1
+	for i, a := range args {
+		if a == "--" {
+			dash = i
+			break
+		}
+	}
+	switch {
+	case dash < 0 && len(args) == 0:
+		return usageError(e, c, fs, "missing CONFIG and the request (CONFIG -- METHOD URL)")
+	case dash < 0:
+		return usageError(e, c, fs, "missing \"--\" and the request after CONFIG (CONFIG -- METHOD URL)")
+	case dash == 0:
+		return usageError(e, c, fs, "missing CONFIG before --")
+	case dash > 1:
+		return usageError(e, c, fs, "want one CONFIG before --, got %q", strings.Join(args[:dash], " "))
+	}
+	if _, err := wasmhost.ParseProfile(f.host.profile); err != nil {
+		return usageError(e, c, fs, "--profile %q: want envoy-1.33 or envoy-1.39", f.host.profile)
+	}
+	req, err := parseCheckRequest(args[dash+1:])
+	if err != nil {
+		return usageError(e, c, fs, "%v", err)
+	}
+	config, configName, err := readConfig(args[0])
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wasmguard check: %v\n", err)
+		return exitFail
+	}
+	var mu sync.Mutex
+	var logs []wasmhost.LogRecord
+	host, err := newHost(ctx, hostSpec{flags: f.host, config: config, workers: 1, logLevel: wasmhost.LogInfo,
+		logger: func(r wasmhost.LogRecord) {
+			mu.Lock()
+			logs = append(logs, r)
+			mu.Unlock()
+		}})
+	if err != nil {
+		lines, refused := refusal(err)
+		if refused {
+			fmt.Fprintf(e.stderr, "wasmguard check: %s refused by the filter:\n", configName)
+		} else {
+			fmt.Fprint(e.stderr, "wasmguard check: ")
+		}
+		for _, l := range lines {
+			fmt.Fprintln(e.stderr, l)
+		}
+		return exitFail
+	}
+	defer host.Close(context.Background())
+	mu.Lock()
+	logs = nil // the start lines are not the request's
+	mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	s, err := host.NewStream(wasmhost.StreamInfo{SourceAddress: f.from})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wasmguard check: %v\n", err)
+		return exitFail
+	}
+	if _, ok := wasmhost.HeaderValue(req.head.Headers, "content-length"); !ok && len(req.body) > 0 {
+		// As a client sending the body would.
+		req.head.Headers = append(req.head.Headers, [2]string{"content-length", strconv.Itoa(len(req.body))})
+	}
+	hreq := wasmhost.Request{RequestHead: req.head, Body: chunks(req.body, server.DefaultChunkSize)}
+	fwd, err := s.ProcessRequest(ctx, hreq)
+	var client wasmhost.Verdict
+	if err == nil && fwd.Local == nil && !fwd.Reset {
+		client, err = s.ProcessResponse(ctx, wasmhost.Response{Status: 200,
+			Headers: [][2]string{{"content-type", "text/plain"}, {"content-length", "2"}},
+			Body:    [][]byte{[]byte("ok")}})
+	}
+	s.Close()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wasmguard check: %v\n", err)
+		return exitFail
+	}
+	w := e.stdout
+	switch {
+	case fwd.Reset:
+		fmt.Fprintln(w, "status: reset (the filter aborted the stream)")
+		fmt.Fprintln(w, "rule: none")
+	case fwd.Local != nil:
+		printLocal(w, fwd.Local)
+	default:
+		fmt.Fprintln(w, "status: continue (the request goes on to the upstream)")
+		fmt.Fprintln(w, "rule: none")
+		fmt.Fprintln(w, "forwarded request headers:")
+		printHeaders(w, fwd.Headers)
+		fmt.Fprintf(w, "forwarded body: %d bytes\n", len(fwd.Body))
+		if client.Local != nil {
+			fmt.Fprintln(w, "but the filter replaced the upstream's 200:")
+			printLocal(w, client.Local)
+		} else {
+			fmt.Fprintln(w, "response headers the client gets with a 200 from the upstream:")
+			printHeaders(w, client.Headers)
+		}
+	}
+	fmt.Fprintln(w, "filter log:")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logs) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, r := range logs {
+		fmt.Fprintf(w, "  [%s] %s\n", r.Level, r.Message)
+	}
+	return exitOK
+}
+
+// printLocal prints a local reply: status, rule, headers, body.
+func printLocal(w io.Writer, lr *wasmhost.LocalResponse) {
+	rule, blocked := wasmhost.HeaderValue(lr.Headers, "x-wasmguard-rule")
+	what := "a reply from the filter"
+	switch {
+	case blocked:
+		what = "blocked"
+	case lr.Status == 429:
+		what = "rate limited"
+	case lr.Details == wasmhost.DetailsWasmFailStream:
+		what = "the filter's VM failed"
+	}
+	fmt.Fprintf(w, "status: %d (%s)\n", lr.Status, what)
+	if !blocked {
+		rule = "none"
+	}
+	fmt.Fprintf(w, "rule: %s\n", rule)
+	fmt.Fprintln(w, "response headers:")
+	printHeaders(w, lr.Headers)
+	fmt.Fprintln(w, "response body:")
+	fmt.Fprintf(w, "  %s\n", strings.TrimRight(string(lr.Body), "\n"))
+}
+
+func printHeaders(w io.Writer, h [][2]string) {
+	if len(h) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, kv := range h {
+		fmt.Fprintf(w, "  %s: %s\n", kv[0], kv[1])
+	}
+}
+
+// chunks splits b into pieces of at most size bytes (nil for no body).
+func chunks(b []byte, size int) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		n := min(size, len(b))
+		out = append(out, b[:n:n])
+		b = b[n:]
+	}
+	return out
+}
