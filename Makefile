@@ -39,11 +39,12 @@ fuzz:
 	  done; \
 	done
 
-## check: gofmt, vet (native and wasip1), go mod tidy with no diff
+## check: gofmt, vet (native and wasip1), the wasip1 cross-build, go mod tidy with no diff
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet . ./filter ./config ./patterns ./ratelimit
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./config ./patterns ./ratelimit
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null . ./filter
 	cd e2e && $(GO) vet ./...
 	$(GO) mod tidy && (cd e2e && $(GO) mod tidy)
 	git diff --exit-code -- go.mod go.sum e2e/go.mod e2e/go.sum

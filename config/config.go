@@ -19,6 +19,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -44,7 +45,10 @@ const (
 	// MaxRuleIDLen bounds a rule id; ids go into a response header and
 	// log lines, so they are short and printable.
 	MaxRuleIDLen = 64
-	// MaxRequestsPerMinute bounds rate_limit.requests_per_minute.
+	// MinRequestsPerMinute and MaxRequestsPerMinute bound
+	// rate_limit.requests_per_minute. At the minimum, one token takes
+	// 1000 minutes (about 17 hours) to refill.
+	MinRequestsPerMinute = 0.001
 	MaxRequestsPerMinute = 1e9
 	// MaxBurst bounds rate_limit.burst.
 	MaxBurst = 1e9
@@ -235,7 +239,7 @@ func objectFields(obj gjson.Result, path string, allowed []string) (map[string]g
 		key := k.String()
 		p := join(path, key)
 		if !contains(allowed, key) {
-			msg := fmt.Sprintf("unknown key %q", key)
+			msg := "unknown key " + strconv.QuoteToASCII(truncate(key, maxShown))
 			if s := suggest(key, allowed); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
@@ -243,7 +247,7 @@ func objectFields(obj gjson.Result, path string, allowed []string) (map[string]g
 			return false
 		}
 		if _, dup := fields[key]; dup {
-			err = errorf(p, "duplicate key %q", key)
+			err = errorf(p, "duplicate key %s", strconv.QuoteToASCII(truncate(key, maxShown)))
 			return false
 		}
 		fields[key] = v
@@ -262,6 +266,7 @@ func parsePatterns(v gjson.Result, defaultTargets patterns.Target) ([]*patterns.
 	}
 	rules := make([]*patterns.Compiled, 0, len(items))
 	ids := make(map[string]int, len(items))
+	insts := 0
 	for i, item := range items {
 		path := "block_patterns[" + strconv.Itoa(i) + "]"
 		r := patterns.Rule{ID: path, Targets: defaultTargets}
@@ -308,6 +313,16 @@ func parsePatterns(v gjson.Result, defaultTargets patterns.Target) ([]*patterns.
 		c, err := patterns.CompileRule(r)
 		if err != nil {
 			return nil, errorf(patternPath, "%v", err)
+		}
+		// A pattern that matches the empty string matches every value
+		// (".*", "x|"): it would block every request.
+		if re, err := regexp.Compile(patterns.Expr(r)); err == nil && re.MatchString("") {
+			return nil, errorf(patternPath, "pattern %s matches the empty string, so it would match every request", strconv.QuoteToASCII(truncate(r.Pattern, maxShown)))
+		}
+		// Stop at the first rule past the set's budget rather than
+		// compiling the rest for NewSet to refuse.
+		if insts += c.Insts(); insts > patterns.MaxSetInsts {
+			return nil, errorf("block_patterns", "compiled programs total more than %d instructions at block_patterns[%d]", patterns.MaxSetInsts, i)
 		}
 		rules = append(rules, c)
 	}
@@ -371,8 +386,8 @@ func parseRateLimit(v gjson.Result) (*RateLimit, error) {
 	if rpm.Type != gjson.Number {
 		return nil, errorf("rate_limit.requests_per_minute", "must be a number, got %s", kind(rpm))
 	}
-	if !(rpm.Num > 0) || rpm.Num > MaxRequestsPerMinute || math.IsInf(rpm.Num, 0) {
-		return nil, errorf("rate_limit.requests_per_minute", "must be > 0 and ≤ %g, got %s", float64(MaxRequestsPerMinute), rpm.Raw)
+	if !(rpm.Num >= MinRequestsPerMinute && rpm.Num <= MaxRequestsPerMinute) {
+		return nil, errorf("rate_limit.requests_per_minute", "must be between %g and %g, got %s", MinRequestsPerMinute, float64(MaxRequestsPerMinute), shown(rpm))
 	}
 	rl.RequestsPerMinute = rpm.Num
 	rl.Burst = int(math.Max(1, math.Ceil(rpm.Num)))
@@ -414,6 +429,9 @@ func parseRateLimit(v gjson.Result) (*RateLimit, error) {
 		}
 	}
 	rl.Limit = ratelimit.PerMinute(rl.RequestsPerMinute, rl.Burst)
+	if err := rl.Limit.Validate(); err != nil { // unreachable with the bounds above; kept as a guard
+		return nil, errorf("rate_limit", "%v", err)
+	}
 	return rl, nil
 }
 
@@ -433,8 +451,7 @@ func validHeaderName(s string) bool {
 
 func enumString(v gjson.Result, path string, allowed ...string) (string, error) {
 	if v.Type != gjson.String || !contains(allowed, v.Str) {
-		got := v.Raw
-		return "", errorf(path, "must be one of %s, got %s", quoteList(allowed), got)
+		return "", errorf(path, "must be one of %s, got %s", quoteList(allowed), shown(v))
 	}
 	return v.Str, nil
 }
@@ -447,7 +464,7 @@ func intIn(v gjson.Result, path string, lo, hi int) (int, error) {
 	}
 	n, err := strconv.ParseInt(v.Raw, 10, 64)
 	if err != nil {
-		return 0, errorf(path, "must be an integer, got %s", v.Raw)
+		return 0, errorf(path, "must be an integer, got %s", shown(v))
 	}
 	if n < int64(lo) || n > int64(hi) {
 		return 0, errorf(path, "must be between %d and %d, got %d", lo, hi, n)
@@ -464,7 +481,7 @@ func kind(v gjson.Result) string {
 	case v.Type == gjson.String:
 		return "a string"
 	case v.Type == gjson.Number:
-		return "a number (" + v.Raw + ")"
+		return "a number (" + truncate(v.Raw, maxShown) + ")"
 	case v.Type == gjson.True || v.Type == gjson.False:
 		return "a boolean"
 	case v.Type == gjson.Null:
@@ -473,11 +490,52 @@ func kind(v gjson.Result) string {
 	return "nothing"
 }
 
+// join appends key to a JSON path. A key that is not a plain name is
+// quoted, so a path never spans lines or hides a separator.
 func join(path, key string) string {
+	if !plainKey(key) {
+		key = strconv.QuoteToASCII(truncate(key, maxShown))
+	}
 	if path == "" {
 		return key
 	}
 	return path + "." + key
+}
+
+func plainKey(k string) bool {
+	if k == "" || len(k) > maxShown {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxShown bounds how much of a configuration value or key an error
+// message repeats.
+const maxShown = 64
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// shown renders a value for an error message on one line: strings quoted,
+// numbers as written, anything else by its kind; at most maxShown bytes.
+func shown(v gjson.Result) string {
+	switch v.Type {
+	case gjson.String:
+		return strconv.QuoteToASCII(truncate(v.Str, maxShown))
+	case gjson.Number:
+		return truncate(v.Raw, maxShown)
+	}
+	return kind(v)
 }
 
 func contains(list []string, s string) bool {

@@ -130,7 +130,7 @@ func TestBadConfigurations(t *testing.T) {
 		{"empty pattern", `{"block_patterns": [""]}`, `block_patterns[0]: empty pattern`},
 		{"pattern too long", long, `block_patterns[0]: pattern is 4097 bytes, the limit is 4096`},
 		{"repeat too large", `{"block_patterns": ["a{1001}"]}`, `block_patterns[0]: invalid regex "a{1001}": invalid repeat count`},
-		{"program too large", `{"block_patterns": ["((a{100}){100}){100}"]}`, `block_patterns[0]: `},
+		{"nested repeat", `{"block_patterns": ["((a{100}){100}){100}"]}`, `block_patterns[0]: invalid regex "((a{100}){100}){100}": invalid repeat count`},
 		{"too many patterns", many, `block_patterns: has 257 patterns, the limit is 256`},
 		{"pattern wrong type", `{"block_patterns": [1]}`, `block_patterns[0]: must be a string or an object with a "pattern", got a number (1)`},
 		{"patterns not array", `{"block_patterns": ".*"}`, `block_patterns: must be an array of patterns, got a string`},
@@ -149,7 +149,23 @@ func TestBadConfigurations(t *testing.T) {
 		{"max_body_bytes huge", `{"max_body_bytes": 99999999999999999999}`, `max_body_bytes: must be an integer, got 99999999999999999999`},
 		{"rate_limit not object", `{"rate_limit": 100}`, `rate_limit: must be an object, got a number (100)`},
 		{"rate_limit missing rpm", `{"rate_limit": {"burst": 20}}`, `rate_limit: missing required key "requests_per_minute"`},
-		{"rpm zero", `{"rate_limit": {"requests_per_minute": 0}}`, `rate_limit.requests_per_minute: must be > 0`},
+		{"rpm zero", `{"rate_limit": {"requests_per_minute": 0}}`, `rate_limit.requests_per_minute: must be between 0.001 and 1e+09, got 0`},
+		{"rpm below minimum", `{"rate_limit": {"requests_per_minute": 5e-324}}`, `rate_limit.requests_per_minute: must be between 0.001 and 1e+09, got 5e-324`},
+		{"rpm above maximum", `{"rate_limit": {"requests_per_minute": 1000000001}}`, `rate_limit.requests_per_minute: must be between 0.001 and 1e+09, got 1000000001`},
+		{"burst above maximum", `{"rate_limit": {"requests_per_minute": 1, "burst": 1000000001}}`, `rate_limit.burst: must be between 1 and 1000000000, got 1000000001`},
+		{"slots above maximum", `{"rate_limit": {"requests_per_minute": 1, "slots": 1048577}}`, `rate_limit.slots: must be between 1 and 1048576, got 1048577`},
+		{"max_body_bytes one past", `{"max_body_bytes": 8388609}`, `max_body_bytes: must be between 0 and 8388608, got 8388609`},
+		{"id too long", `{"block_patterns": [{"id": "` + strings.Repeat("i", MaxRuleIDLen+1) + `", "pattern": "x"}]}`, `block_patterns[0].id: must be 1 to 64 characters, got 65`},
+		{"header name too long", `{"rate_limit": {"requests_per_minute": 1, "key": "header:` + strings.Repeat("h", MaxHeaderNameLen+1) + `"}}`, `rate_limit.key: "header:hhhh`},
+		{"target not a string", `{"targets": ["path", 1]}`, `targets[1]: must be a string, got a number (1)`},
+		{"config too large", `{"block_patterns": ["` + strings.Repeat("a", MaxConfigBytes) + `"]}`, `configuration is 1048600 bytes, the limit is 1048576`},
+		{"matches everything", `{"block_patterns": [".*"]}`, `block_patterns[0]: pattern ".*" matches the empty string, so it would match every request`},
+		{"matches everything by alternation", `{"block_patterns": [{"pattern": "x|"}]}`, `block_patterns[0].pattern: pattern "x|" matches the empty string`},
+		{"per-pattern program limit", `{"block_patterns": ["` + strings.Repeat("[a-z]{1000}", 21) + `"]}`, `block_patterns[0]: compiled program has 21002 instructions, the limit is 20000`},
+		{"set program limit", `{"block_patterns": [` + strings.Repeat(`"[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}x",`, 10) + `"y"]}`, `block_patterns: compiled programs total more than 100000 instructions at block_patterns[9]`},
+		{"multi-line value", "{\"mode\": {\"a\":\n1}}", `mode: must be one of "enforce", "monitor", got an object`},
+		{"multi-line key", "{\"a\\nb\": 1}", `"a\nb": unknown key "a\nb"`},
+		{"long string value", `{"on_error": "` + strings.Repeat("z", 1000) + `"}`, `on_error: must be one of "deny", "allow", got "` + strings.Repeat("z", 64) + `..."`},
 		{"rpm string", `{"rate_limit": {"requests_per_minute": "100"}}`, `rate_limit.requests_per_minute: must be a number, got a string`},
 		{"burst zero", `{"rate_limit": {"requests_per_minute": 100, "burst": 0}}`, `rate_limit.burst: must be between 1 and 1000000000, got 0`},
 		{"rate_limit typo", `{"rate_limit": {"requests_per_minute": 100, "brust": 20}}`, `rate_limit.brust: unknown key "brust" (did you mean "burst"?)`},
@@ -195,6 +211,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"rate_limit":{"requests_per_minute":1e400}}`))
 	f.Add([]byte(`{"block_patterns":["\xff"]}`))
 	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[`))
+	f.Add([]byte("{\"mode\": {\"a\":\n1}, \"x\ny\": 2}"))
+	f.Add([]byte(`{"deny_status": 1e3, "rate_limit": {"requests_per_minute": 1, "key": "header:a\u000ab"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if (c == nil) == (err == nil) {
@@ -204,4 +222,24 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("multi-line error %q", err)
 		}
 	})
+}
+
+// Each limit accepts its edge value; the table above refuses one past it.
+func TestLimitsAtTheEdge(t *testing.T) {
+	padded := `{"mode": "enforce"}`
+	padded += strings.Repeat(" ", MaxConfigBytes-len(padded))
+	for _, cfg := range []string{
+		padded,
+		`{"max_body_bytes": 8388608}`,
+		`{"rate_limit": {"requests_per_minute": 0.001, "burst": 1000000000, "slots": 1048576}}`,
+		`{"rate_limit": {"requests_per_minute": 1000000000}}`,
+		`{"block_patterns": [{"id": "` + strings.Repeat("i", MaxRuleIDLen) + `", "pattern": "x"}]}`,
+		`{"rate_limit": {"requests_per_minute": 1, "key": "header:` + strings.Repeat("h", MaxHeaderNameLen) + `"}}`,
+		`{"rate_limit": {"requests_per_minute": 1, "xff_trusted_hops": 16}}`,
+		`{"block_patterns": ["` + strings.Repeat("[a-z]{1000}", 19) + "[a-z]{998}" + `"]}`,
+	} {
+		if _, err := Parse([]byte(cfg)); err != nil {
+			t.Errorf("Parse(%.80q…) = %v, want it accepted", cfg, err)
+		}
+	}
 }

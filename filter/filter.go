@@ -91,8 +91,9 @@ func describeRateLimit(rl *config.RateLimit) string {
 }
 
 // slotPrefix names this plugin's rate-limit slots in shared data. Shared
-// data is per vm_id, so the plugin's root_id goes in the name: two
-// wasmguard plugins in one VM keep separate buckets. Shared data outlives
+// data is per vm_id, so the plugin's root_id goes in the name: wasmguard
+// plugins with different root_ids in one VM keep separate buckets (plugins
+// sharing a vm_id and a root_id share them, whatever their limits). Shared data outlives
 // plugin reloads, so the name carries the record layout's version ("v1"):
 // a new layout takes new keys instead of misreading old records.
 func slotPrefix() string {

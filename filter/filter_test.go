@@ -1,6 +1,8 @@
 package filter
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"os"
 	"strconv"
@@ -171,6 +173,14 @@ func (h *harness) counter(name string) uint64 {
 	return v
 }
 
+func gzipped(s string) string {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	w.Write([]byte(s))
+	w.Close()
+	return b.String()
+}
+
 var (
 	formCT = [][2]string{{"content-type", "application/x-www-form-urlencoded"}}
 	jsonCT = [][2]string{{"content-type", "application/json"}}
@@ -203,6 +213,8 @@ var blockTable = []struct {
 	{"script split across chunks", request{method: "POST", path: "/comment", headers: formCT, body: []string{"msg=<scr", "ipt>alert(1)</scr", "ipt>"}}, "block_patterns[1]"},
 	{"script in raw body with newline", request{method: "POST", path: "/upload", headers: [][2]string{{"content-type", "text/plain"}}, body: []string{"<script>\nalert(1)\n</script>"}}, "block_patterns[1]"},
 	{"script in body before trailers", request{method: "POST", path: "/grpcish", headers: [][2]string{{"content-type", "text/plain"}}, body: []string{"<script>x</script>"}, trailers: [][2]string{{"grpc-status", "0"}}}, "block_patterns[1]"},
+	{"script in gzip form body", request{method: "POST", path: "/comment", headers: append([][2]string{{"content-encoding", "gzip"}}, formCT...), body: []string{gzipped("msg=<script>alert(1)</script>")}}, "block_patterns[1]"},
+	{"script in body claiming gzip", request{method: "POST", path: "/comment", headers: [][2]string{{"content-encoding", "gzip"}}, body: []string{"<script>alert(1)</script>"}}, "block_patterns[1]"},
 	{"benign setup.exe.txt", request{path: "/setup.exe.txt"}, ""},
 	{"benign scripting docs", request{path: "/docs/scripting"}, ""},
 	{"benign </scripts>", request{path: "/search?q=</scripts>"}, ""},
@@ -432,6 +444,18 @@ func TestXFFTrustedHops(t *testing.T) {
 			if res := h.do(request{path: "/", headers: xff("203.0.113.8")}); res.local != nil {
 				t.Errorf("another client: %d, want pass", res.status())
 			}
+			// As Envoy passes it with use_remote_address: the peer (the
+			// trusted load balancer, also source.address) appended.
+			lb := "192.0.2.10:443"
+			if res := h.do(request{path: "/", headers: xff("198.51.100.1, 192.0.2.10"), source: lb}); res.local != nil {
+				t.Errorf("client behind the LB: %d, want pass", res.status())
+			}
+			if res := h.do(request{path: "/", headers: xff("198.51.100.2, 192.0.2.10"), source: lb}); res.local != nil {
+				t.Errorf("second client behind the LB: %d, want pass (keyed by client, not by the LB)", res.status())
+			}
+			if res := h.do(request{path: "/", headers: xff("198.51.100.1, 192.0.2.10"), source: lb}); res.status() != 429 {
+				t.Errorf("first client again: %d, want 429", res.status())
+			}
 		})
 	}
 }
@@ -529,6 +553,47 @@ func TestOnError(t *testing.T) {
 			logs := h.host.GetErrorLogs()
 			if len(logs) != 1 || !strings.Contains(logs[0], `error="panic: clock exploded"`) {
 				t.Errorf("error logs %q, want one line with the panic", logs)
+			}
+		})
+	}
+}
+
+// Streams are not held for their body: their client waits for the server.
+func TestStreamsNotHeld(t *testing.T) {
+	for _, r := range runners {
+		t.Run(r.name, func(t *testing.T) {
+			h := mustStart(t, r.vm(t), seed)
+			for i, extra := range [][][2]string{
+				{{":method", "GET"}, {"upgrade", "websocket"}, {"connection", "upgrade"}},
+				{{":method", "CONNECT"}},
+				{{":method", "POST"}, {"content-type", "application/grpc+proto"}},
+			} {
+				id := h.host.InitializeHttpContext()
+				hdrs := append([][2]string{{":path", "/chat"}}, extra...)
+				if act := h.host.CallOnRequestHeaders(id, hdrs, false); act != types.ActionContinue {
+					t.Errorf("stream %d %v: action %v, want continue", i, extra, act)
+				}
+			}
+		})
+	}
+}
+
+// A local reply keeps its own headers: the x-ratelimit-* of an allowed
+// request are not added to a 403, and a 429 keeps remaining 0.
+func TestLocalReplyHeaders(t *testing.T) {
+	for _, r := range runners {
+		t.Run(r.name, func(t *testing.T) {
+			h := mustStart(t, r.vm(t), seed)
+			id := h.host.InitializeHttpContext()
+			h.host.CallOnRequestHeaders(id, [][2]string{{":method", "GET"}, {":path", "/evil.exe"}}, true)
+			if lr := h.host.GetSentLocalResponse(id); lr == nil || lr.StatusCode != 403 {
+				t.Fatalf("local response %+v, want 403", lr)
+			}
+			h.host.CallOnResponseHeaders(id, [][2]string{{":status", "403"}}, false)
+			for _, kv := range h.host.GetCurrentResponseHeaders(id) {
+				if strings.HasPrefix(kv[0], "x-ratelimit-") {
+					t.Errorf("403 got %s: %s", kv[0], kv[1])
+				}
 			}
 		})
 	}

@@ -21,8 +21,9 @@ type httpContext struct {
 	p *pluginContext
 
 	// Facts read once from the request headers.
-	method, path, requestID, contentType string
-	client                               string // rate-limit / log key, computed on first use
+	method, path, requestID, contentType, contentEncoding string
+	client                                                string // rate-limit / log key, computed on first use
+	streaming                                             bool   // an upgrade, CONNECT or gRPC: the body is a stream, not a document
 
 	waitBody bool // headers were paused; the verdict waits for the body
 	done     bool // a verdict was given: inspect nothing more
@@ -77,12 +78,22 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) (action type
 			h.requestID = kv[1]
 		case "content-type":
 			h.contentType = kv[1]
+			if strings.HasPrefix(strings.ToLower(kv[1]), "application/grpc") {
+				h.streaming = true
+			}
+		case "content-encoding":
+			h.contentEncoding = kv[1]
+		case "upgrade":
+			h.streaming = true
 		case "x-forwarded-for":
 			xff = append(xff, kv[1])
 		}
 		if rl := cfg.RateLimit; rl != nil && rl.Key == config.KeyHeader && kv[0] == rl.Header && keyHeader == "" {
 			keyHeader = kv[1]
 		}
+	}
+	if h.method == "CONNECT" {
+		h.streaming = true
 	}
 	if cfg.RateLimit != nil {
 		h.client = h.rateLimitKey(strings.Join(xff, ","), keyHeader)
@@ -102,7 +113,10 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) (action type
 			return act
 		}
 	}
-	if !endOfStream && cfg.InspectsBody() {
+	// A stream (WebSocket upgrade, CONNECT, gRPC) is not held for its
+	// body: its client waits for the server before it sends more, so
+	// holding it would hang the request until Envoy's idle timeout.
+	if !endOfStream && cfg.InspectsBody() && !h.streaming {
 		h.waitBody = true
 		return types.ActionPause
 	}
@@ -159,7 +173,16 @@ func (h *httpContext) inspectBody(size int, truncated bool) types.Action {
 			return h.fail(fmt.Errorf("reading request body: %w", err))
 		}
 	}
-	if m, ok := cfg.Patterns.CheckBody(h.contentType, body); ok {
+	m, ok := cfg.Patterns.CheckBody(h.contentType, body)
+	if !ok && h.contentEncoding != "" {
+		// A compressed body is also inspected as the application will
+		// read it; the raw bytes were checked above, for applications that
+		// ignore Content-Encoding.
+		if plain, inflated := patterns.Inflate(h.contentEncoding, body, cfg.MaxBodyBytes); inflated {
+			m, ok = cfg.Patterns.CheckBody(h.contentType, plain)
+		}
+	}
+	if ok {
 		if act, stop := h.act(blocked(m)); stop {
 			return act
 		}
@@ -295,8 +318,14 @@ func (h *httpContext) act(v verdict) (types.Action, bool) {
 	h.done, h.waitBody, h.rlAllowed = true, false, false
 	status, headers, body := h.response(v)
 	if err := proxywasm.SendHttpResponse(status, headers, body, -1); err != nil {
+		// The verdict stands but cannot be answered. With on_error allow
+		// the request goes on; otherwise it stays paused until Envoy's
+		// stream timeout ends it: a blocked request never passes.
 		m.errors.Increment(1)
 		proxywasm.LogErrorf("wasmguard: sending the %d response: %v", status, err)
+		if cfg.OnError == config.Allow {
+			return types.ActionContinue, true
+		}
 	}
 	return types.ActionPause, true
 }

@@ -3,11 +3,13 @@ package filter
 import "github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 
 // Counter names, as passed to proxy_define_metric. Envoy files metrics that
-// a Wasm plugin defines under the "wasmcustom." prefix, so in Envoy's
-// /stats the first one reads "wasmcustom.wasmguard_requests_total" (and in
-// /stats/prometheus "envoy_wasmcustom_wasmguard_requests_total"). Every
-// worker VM defines the same names, and Envoy gives them one shared stat, so
-// a counter is per sidecar, not per worker.
+// a Wasm plugin defines in its "wasmcustom" stats namespace: in /stats the
+// first one reads "wasmcustom.wasmguard_requests_total", in
+// /stats/prometheus plain "wasmguard_requests_total" (a custom namespace
+// gets neither the prefix nor Envoy's usual "envoy_"). Every worker VM
+// defines the same names and Envoy gives them one shared stat, so a counter
+// is per sidecar, not per worker. Monitored counts decisions, not requests:
+// a request that would have been both limited and blocked counts twice.
 const (
 	MetricRequests       = "wasmguard_requests_total"                  // requests seen
 	MetricBlocked        = "wasmguard_blocked_total"                   // answered deny_status by a pattern
