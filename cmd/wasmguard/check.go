@@ -139,7 +139,7 @@ func parseCheckRequest(words []string) (checkRequest, error) {
 		return req, fmt.Errorf("after --, want METHOD URL, got %q", strings.Join(words, " "))
 	}
 	method := words[0]
-	if method == "" || !validToken(method) {
+	if method == "" || !server.ValidToken(method) {
 		return req, fmt.Errorf("method %q is not an HTTP method", method)
 	}
 	authority, target, scheme, err := splitURL(words[1])
@@ -180,7 +180,7 @@ func parseCheckRequest(words []string) (checkRequest, error) {
 		}
 		k, v, ok := strings.Cut(w, ":")
 		k = strings.TrimSpace(k)
-		if !ok || !validToken(k) {
+		if !ok || !server.ValidToken(k) {
 			return req, fmt.Errorf("%q: want a header \"NAME: VALUE\", --body STRING or --body-file FILE", w)
 		}
 		req.head.Headers = append(req.head.Headers, [2]string{strings.ToLower(k), strings.TrimSpace(v)})
@@ -210,23 +210,6 @@ func splitURL(s string) (authority, target, scheme string, err error) {
 		target = rest[i:]
 	}
 	return u.Host, target, u.Scheme, nil
-}
-
-// validToken reports whether s is an HTTP token (method, header name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func runCheck(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts any, args []string) int {

@@ -677,7 +677,7 @@ func (x *exchange) onResponseStep(st wasmhost.Step, err error) bool {
 		}
 	}
 	for _, kv := range st.Trailers {
-		if validHeaderName(kv[0]) {
+		if ValidToken(kv[0]) {
 			w.Header().Add(http.TrailerPrefix+kv[0], kv[1])
 		}
 	}
@@ -732,7 +732,7 @@ func (x *exchange) sendProxyReply(status int, body string) {
 func copyHeaders(dst http.Header, h [][2]string) {
 	for _, kv := range h {
 		k := strings.ToLower(kv[0])
-		if strings.HasPrefix(k, ":") || hopByHop(k) || !validHeaderName(k) {
+		if strings.HasPrefix(k, ":") || hopByHop(k) || !ValidToken(k) {
 			continue
 		}
 		if k == "content-length" {
@@ -754,7 +754,7 @@ func bodyAllowed(method string, status int) bool {
 func validStatus(s int) bool { return s >= 200 && s <= 999 }
 
 // validHeaderName reports whether s is an HTTP token (RFC 9110 5.6.2).
-func validHeaderName(s string) bool {
+func ValidToken(s string) bool {
 	if s == "" {
 		return false
 	}
