@@ -105,7 +105,8 @@ const (
 	KeyHeader
 )
 
-// Config is a validated configuration. It is immutable once returned.
+// Config is a validated configuration. Nothing modifies it after Parse
+// returns, so one Config may serve many requests at once.
 type Config struct {
 	Mode         Mode
 	Patterns     *patterns.Set // never nil; may be empty
@@ -307,7 +308,11 @@ func parsePatterns(v gjson.Result, defaultTargets patterns.Target) ([]*patterns.
 			return nil, errorf(path, "must be a string or an object with a \"pattern\", got %s", kind(item))
 		}
 		if j, dup := ids[r.ID]; dup {
-			return nil, errorf(path+".id", "duplicate id %q (also block_patterns[%d])", r.ID, j)
+			idPath := path + ".id"
+			if item.Type == gjson.String {
+				idPath = path // its id is the default one, taken by an explicit id before it
+			}
+			return nil, errorf(idPath, "duplicate id %q (also block_patterns[%d])", r.ID, j)
 		}
 		ids[r.ID] = i
 		c, err := patterns.CompileRule(r)

@@ -140,6 +140,7 @@ func TestBadConfigurations(t *testing.T) {
 		{"empty targets", `{"targets": []}`, `targets: must name at least one target`},
 		{"bad id", `{"block_patterns": [{"id": "a b", "pattern": "x"}]}`, `block_patterns[0].id: "a b" has ' '`},
 		{"duplicate id", `{"block_patterns": [{"id": "r", "pattern": "x"}, {"id": "r", "pattern": "y"}]}`, `block_patterns[1].id: duplicate id "r" (also block_patterns[0])`},
+		{"explicit id takes a default id", `{"block_patterns": [{"id": "block_patterns[1]", "pattern": "x"}, "y"]}`, `block_patterns[1]: duplicate id "block_patterns[1]" (also block_patterns[0])`},
 		{"case_sensitive not bool", `{"block_patterns": [{"pattern": "x", "case_sensitive": "yes"}]}`, `block_patterns[0].case_sensitive: must be true or false, got a string`},
 		{"mode", `{"mode": "block"}`, `mode: must be one of "enforce", "monitor", got "block"`},
 		{"on_error", `{"on_error": 1}`, `on_error: must be one of "deny", "allow", got 1`},
