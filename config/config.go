@@ -111,6 +111,7 @@ type Config struct {
 	Mode         Mode
 	Patterns     *patterns.Set // never nil; may be empty
 	MaxBodyBytes int           // 0 turns body inspection off
+	HoldHeaders  bool          // hold the request headers too while the body is inspected
 	DenyStatus   int
 	OnError      OnError
 	RateLimit    *RateLimit // nil when rate limiting is off
@@ -193,6 +194,12 @@ func Parse(data []byte) (cfg *Config, err error) {
 			return nil, err
 		}
 	}
+	if v, ok := fields["hold_headers"]; ok {
+		if !v.IsBool() {
+			return nil, errorf("hold_headers", "must be true or false, got %s", kind(v))
+		}
+		c.HoldHeaders = v.Bool()
+	}
 	if v, ok := fields["deny_status"]; ok {
 		if c.DenyStatus, err = intIn(v, "deny_status", 400, 599); err != nil {
 			return nil, err
@@ -225,7 +232,7 @@ func Parse(data []byte) (cfg *Config, err error) {
 }
 
 var (
-	topKeys     = []string{"mode", "block_patterns", "targets", "max_body_bytes", "deny_status", "on_error", "rate_limit"}
+	topKeys     = []string{"mode", "block_patterns", "targets", "max_body_bytes", "hold_headers", "deny_status", "on_error", "rate_limit"}
 	patternKeys = []string{"id", "pattern", "targets", "case_sensitive"}
 	rateKeys    = []string{"requests_per_minute", "burst", "key", "xff_trusted_hops", "slots"}
 )

@@ -60,6 +60,7 @@ func TestFullConfiguration(t *testing.T) {
 		"mode": "monitor",
 		"targets": ["path", "query"],
 		"max_body_bytes": 0,
+		"hold_headers": true,
 		"deny_status": 451,
 		"on_error": "allow",
 		"block_patterns": [
@@ -71,7 +72,7 @@ func TestFullConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != Monitor || c.DenyStatus != 451 || c.MaxBodyBytes != 0 || c.OnError != Allow {
+	if c.Mode != Monitor || c.DenyStatus != 451 || c.MaxBodyBytes != 0 || c.OnError != Allow || !c.HoldHeaders {
 		t.Errorf("got mode=%v deny_status=%d max_body_bytes=%d on_error=%v", c.Mode, c.DenyStatus, c.MaxBodyBytes, c.OnError)
 	}
 	if c.InspectsBody() {
@@ -141,6 +142,7 @@ func TestBadConfigurations(t *testing.T) {
 		{"bad id", `{"block_patterns": [{"id": "a b", "pattern": "x"}]}`, `block_patterns[0].id: "a b" has ' '`},
 		{"duplicate id", `{"block_patterns": [{"id": "r", "pattern": "x"}, {"id": "r", "pattern": "y"}]}`, `block_patterns[1].id: duplicate id "r" (also block_patterns[0])`},
 		{"explicit id takes a default id", `{"block_patterns": [{"id": "block_patterns[1]", "pattern": "x"}, "y"]}`, `block_patterns[1]: duplicate id "block_patterns[1]" (also block_patterns[0])`},
+		{"hold_headers not bool", `{"hold_headers": 1}`, `hold_headers: must be true or false, got a number (1)`},
 		{"case_sensitive not bool", `{"block_patterns": [{"pattern": "x", "case_sensitive": "yes"}]}`, `block_patterns[0].case_sensitive: must be true or false, got a string`},
 		{"mode", `{"mode": "block"}`, `mode: must be one of "enforce", "monitor", got "block"`},
 		{"on_error", `{"on_error": 1}`, `on_error: must be one of "deny", "allow", got 1`},

@@ -379,11 +379,12 @@ func TestBodyOptions(t *testing.T) {
 				t.Errorf("%s = %d, want 1", MetricBodyTruncated, got)
 			}
 			// Within the limit it is blocked with deny_status, and the
-			// request stays paused until the body is complete.
+			// body is held until it is complete. The headers go on: Envoy
+			// gives no body to a plugin that holds them.
 			id := h.host.InitializeHttpContext()
 			hdrs := [][2]string{{":method", "POST"}, {":path", "/"}, {"content-type", "text/plain"}}
-			if act := h.host.CallOnRequestHeaders(id, hdrs, false); act != types.ActionPause {
-				t.Errorf("headers with a body to inspect: action %v, want pause", act)
+			if act := h.host.CallOnRequestHeaders(id, hdrs, false); act != types.ActionContinue {
+				t.Errorf("headers with a body to inspect: action %v, want continue", act)
 			}
 			if act := h.host.CallOnRequestBody(id, []byte("<script>a"), false); act != types.ActionPause {
 				t.Errorf("first chunk: action %v, want pause", act)
@@ -594,6 +595,28 @@ func TestLocalReplyHeaders(t *testing.T) {
 				if strings.HasPrefix(kv[0], "x-ratelimit-") {
 					t.Errorf("403 got %s: %s", kv[0], kv[1])
 				}
+			}
+		})
+	}
+}
+
+// hold_headers (Envoy ≥ 1.35 with allow_on_headers_stop_iteration) holds
+// the headers too until the body's verdict.
+func TestHoldHeaders(t *testing.T) {
+	for _, r := range runners {
+		t.Run(r.name, func(t *testing.T) {
+			h := mustStart(t, r.vm(t), `{"hold_headers": true, "block_patterns": ["<script>"]}`)
+			id := h.host.InitializeHttpContext()
+			hdrs := [][2]string{{":method", "POST"}, {":path", "/"}, {"content-type", "text/plain"}}
+			if act := h.host.CallOnRequestHeaders(id, hdrs, false); act != types.ActionPause {
+				t.Errorf("headers: action %v, want pause", act)
+			}
+			if act := h.host.CallOnRequestBody(id, []byte("fine"), true); act != types.ActionContinue {
+				t.Errorf("benign body: action %v, want continue", act)
+			}
+			id = h.host.InitializeHttpContext()
+			if act := h.host.CallOnRequestHeaders(id, hdrs, true); act != types.ActionContinue {
+				t.Errorf("no body: action %v, want continue", act)
 			}
 		})
 	}

@@ -25,7 +25,7 @@ type httpContext struct {
 	client                                                string // rate-limit / log key, computed on first use
 	streaming                                             bool   // an upgrade, CONNECT or gRPC: the body is a stream, not a document
 
-	waitBody bool // headers were paused; the verdict waits for the body
+	waitBody bool // the verdict waits for the body
 	done     bool // a verdict was given: inspect nothing more
 
 	// Set when the rate limiter allowed the request (enforce mode), for the
@@ -53,8 +53,11 @@ type verdict struct {
 }
 
 // OnHttpRequestHeaders rate-limits, then checks path, query and headers.
-// When a pattern targets the body and the request has one, it pauses the
-// request (nothing reaches the upstream) until the body has been seen.
+// When a pattern targets the body and the request has one, the verdict
+// waits for the body: the headers go on (Envoy delivers no body to a plugin
+// that holds the headers, unless the plugin is configured with
+// allow_on_headers_stop_iteration, Envoy ≥ 1.35) and the body is held until
+// it has been seen; with hold_headers the headers are held too.
 func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) (action types.Action) {
 	defer h.recoverTo(&action)
 	cfg := h.p.cfg
@@ -118,13 +121,16 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) (action type
 	// holding it would hang the request until Envoy's idle timeout.
 	if !endOfStream && cfg.InspectsBody() && !h.streaming {
 		h.waitBody = true
-		return types.ActionPause
+		if cfg.HoldHeaders {
+			return types.ActionPause
+		}
 	}
 	return types.ActionContinue
 }
 
-// OnHttpRequestBody keeps the request paused (Envoy buffers the chunks)
-// until the whole body or max_body_bytes of it is there, then checks it.
+// OnHttpRequestBody holds the body (Envoy buffers the chunks; none reaches
+// the upstream) until the whole body or max_body_bytes of it is there, then
+// checks it.
 // bodySize is the size of everything buffered so far, so a payload split
 // across chunks is seen whole.
 func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) (action types.Action) {
