@@ -69,44 +69,82 @@ const (
 	metricTypeMaxArg = 2
 )
 
-// headerMap finds a stream's header map. exists is false where Envoy has
-// no map (the root context, a map not received yet, gRPC and HTTP-call
-// maps); writable only while the plugin holds it (Envoy clears its
-// pointer once the map continues).
-func (v *vm) headerMap(c *pctx, typ uint32) (m *[][2]string, exists, writable bool) {
-	s := c.s
-	if s == nil {
-		return nil, false, false
+// headerMap is Envoy's getMap: the map the plugin may change. ok only
+// while the plugin holds the map (Envoy clears its pointer once the map
+// continues); the root context and the gRPC and HTTP-call maps have none.
+func (v *vm) headerMap(c *pctx, typ uint32) (m *[][2]string, ok bool) {
+	d, trailers := c.mapDir(typ)
+	if d == nil {
+		return nil, false
 	}
-	var d *dir
+	if trailers {
+		return &d.trl, d.trlState == stHeld
+	}
+	return &d.hdr, d.hdrState == stHeld
+}
+
+// readMap is Envoy's getConstMap with getHeaderMapValue's statuses: a map
+// the plugin holds reads OK; any other map is BadArgument, except during
+// proxy_on_log, where Envoy serves the access log's request headers,
+// response headers and response trailers and answers NotFound for a map it
+// does not have (request trailers always).
+func (v *vm) readMap(c *pctx, typ uint32) ([][2]string, status) {
+	d, trailers := c.mapDir(typ)
+	if c.s != nil && c.s.inLog {
+		switch {
+		case d == nil, trailers && !d.response:
+			return nil, stNotFound
+		case trailers && d.trlState != stNone:
+			return d.trl, stOK
+		case !trailers && d.hdrState != stNone:
+			return d.hdr, stOK
+		}
+		return nil, stNotFound
+	}
+	m, ok := v.headerMap(c, typ)
+	if !ok {
+		return nil, stBadArgument
+	}
+	return *m, stOK
+}
+
+// mapDir is the stream direction a map type belongs to (nil for the root
+// context and for map types a stream has none of) and whether the map is
+// its trailers.
+func (c *pctx) mapDir(typ uint32) (d *dir, trailers bool) {
+	if c.s == nil {
+		return nil, false
+	}
 	switch typ {
-	case mapRequestHeaders, mapRequestTrailers:
-		d = &s.req
-	case mapResponseHeaders, mapResponseTrailers:
-		d = &s.resp
-	default:
-		return nil, false, false
+	case mapRequestHeaders:
+		return &c.s.req, false
+	case mapRequestTrailers:
+		return &c.s.req, true
+	case mapResponseHeaders:
+		return &c.s.resp, false
+	case mapResponseTrailers:
+		return &c.s.resp, true
 	}
-	if typ == mapRequestHeaders || typ == mapResponseHeaders {
-		return &d.hdr, d.hdrState != stNone, d.hdrState == stHeld
-	}
-	return &d.trl, d.trlState != stNone, d.trlState == stHeld
+	return nil, false
 }
 
 // buffer finds a buffer. exists is false where Envoy's getBuffer returns
 // null (HTTP call response body; plugin configuration outside
 // proxy_on_configure); a body outside its callbacks exists but is empty.
-func (v *vm) buffer(c *pctx, typ uint32) (data []byte, d *dir, exists bool) {
+// body is the stream's body buffer the plugin sees, which
+// proxy_set_buffer_bytes may change; nil for the other buffers.
+func (v *vm) buffer(c *pctx, typ uint32) (data []byte, body *[]byte, exists bool) {
 	switch typ {
 	case bufRequestBody, bufResponseBody:
 		if c.s == nil {
 			return nil, nil, true
 		}
-		d = c.s.dirOf(typ == bufResponseBody)
+		d := c.s.dirOf(typ == bufResponseBody)
 		if !d.bufActive {
 			return nil, nil, true
 		}
-		return d.buf, d, true
+		b := d.view()
+		return *b, b, true
 	case bufHTTPCallBody:
 		return nil, nil, false
 	case bufVMConfig:
@@ -118,6 +156,23 @@ func (v *vm) buffer(c *pctx, typ uint32) (data []byte, d *dir, exists bool) {
 		return v.h.opts.PluginConfig, nil, true
 	}
 	return nil, nil, true
+}
+
+// setBody is Envoy's Buffer::copyFrom on a body: start 0 drops the first
+// length bytes (all of them when length ≥ the size) and prepends data;
+// start ≥ the size appends; any other start is BadArgument.
+func setBody(body *[]byte, start, length uint64, data []byte) status {
+	size := uint64(len(*body))
+	switch {
+	case start == 0:
+		rest := (*body)[min(length, size):]
+		*body = append(data, rest...)
+	case start >= size:
+		*body = append(*body, data...)
+	default:
+		return stBadArgument
+	}
+	return stOK
 }
 
 func envFuncs() []hostFunc {
@@ -285,12 +340,12 @@ func envFuncs() []hostFunc {
 				s[0] = stInvalidMemoryAccess
 				return
 			}
-			m, exists, _ := v.headerMap(v.current(), u32(s[0]))
-			if !exists {
-				s[0] = stBadArgument
+			m, st := v.readMap(v.current(), u32(s[0]))
+			if st != stOK {
+				s[0] = st
 				return
 			}
-			val, found := headerGet(*m, lower(string(key)))
+			val, found := headerGet(m, lower(string(key)))
 			if !found {
 				s[0] = stNotFound
 				return
@@ -313,7 +368,7 @@ func envFuncs() []hostFunc {
 				s[0] = stInvalidMemoryAccess
 				return
 			}
-			m, _, writable := v.headerMap(v.current(), u32(s[0]))
+			m, writable := v.headerMap(v.current(), u32(s[0]))
 			if !writable {
 				s[0] = stBadArgument
 				return
@@ -326,10 +381,12 @@ func envFuncs() []hostFunc {
 				s[0] = stBadArgument
 				return
 			}
-			m, exists, _ := v.headerMap(v.current(), u32(s[0]))
+			// Envoy serialises whatever getConstMap finds: no map is an
+			// empty list.
+			m, _ := v.readMap(v.current(), u32(s[0]))
 			var data []byte
-			if exists && len(*m) > 0 {
-				data = serializePairs(*m)
+			if len(m) > 0 {
+				data = serializePairs(m)
 			}
 			s[0] = v.copyOut(data, u32(s[1]), u32(s[2]))
 		}},
@@ -343,7 +400,7 @@ func envFuncs() []hostFunc {
 				s[0] = stInvalidMemoryAccess
 				return
 			}
-			m, _, writable := v.headerMap(v.current(), u32(s[0]))
+			m, writable := v.headerMap(v.current(), u32(s[0]))
 			if !writable {
 				s[0] = stBadArgument
 				return
@@ -361,7 +418,7 @@ func envFuncs() []hostFunc {
 				s[0] = stBadArgument
 				return
 			}
-			m, _, writable := v.headerMap(v.current(), u32(s[0]))
+			m, writable := v.headerMap(v.current(), u32(s[0]))
 			if !writable {
 				s[0] = stBadArgument
 				return
@@ -408,7 +465,7 @@ func envFuncs() []hostFunc {
 				s[0] = stBadArgument
 				return
 			}
-			data, d, exists := v.buffer(v.current(), u32(s[0]))
+			_, body, exists := v.buffer(v.current(), u32(s[0]))
 			if !exists {
 				s[0] = stNotFound
 				return
@@ -418,24 +475,11 @@ func envFuncs() []hostFunc {
 				s[0] = stInvalidMemoryAccess
 				return
 			}
-			if d == nil {
+			if body == nil {
 				s[0] = stBadArgument
 				return
 			}
-			start, length := uint64(u32(s[1])), uint64(u32(s[2]))
-			size := uint64(len(data))
-			switch {
-			case start == 0 && length == 0:
-				d.buf = append(in, d.buf...)
-			case start == 0 && length >= size:
-				d.buf = in
-			case start >= size:
-				d.buf = append(d.buf, in...)
-			default:
-				s[0] = stBadArgument
-				return
-			}
-			s[0] = stOK
+			s[0] = setBody(body, uint64(u32(s[1])), uint64(u32(s[2])), in)
 		}},
 		{"proxy_http_call", "iiiiiiiiii:i", func(v *vm, s []uint64) {
 			// Envoy writes the token first to check the pointer, then finds
@@ -565,7 +609,7 @@ func headerEdit(edit func(m *[][2]string, key, value string)) func(v *vm, s []ui
 			s[0] = stInvalidMemoryAccess
 			return
 		}
-		m, _, writable := v.headerMap(v.current(), u32(s[0]))
+		m, writable := v.headerMap(v.current(), u32(s[0]))
 		if !writable {
 			s[0] = stBadArgument
 			return

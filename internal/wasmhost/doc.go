@@ -42,4 +42,10 @@
 //
 // Host and Stream methods are safe for concurrent use; a single Stream is
 // meant to be driven by one goroutine at a time (its phases are ordered).
+//
+// # Limits
+//
+// A callback is never interrupted, as in Envoy: a plugin that loops
+// forever holds its worker, and every stream of that worker and Close wait
+// for it.
 package wasmhost

@@ -56,6 +56,12 @@ type hostStats struct {
 // starts every worker's VM. If a VM refuses to start, New returns a
 // *StartError carrying the plugin's log lines. ctx bounds compilation and
 // instantiation only.
+//
+// Nothing interrupts a callback: like Envoy, which has no watchdog for
+// Wasm code, the host waits for every call into the guest to return (the
+// runtime is not built WithCloseOnContextDone). A plugin stuck in a loop,
+// during New or in any later callback, holds its worker for good: New does
+// not return, and the worker's streams and Close block.
 func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
 	opts, err := opts.normalize()
 	if err != nil {
@@ -106,6 +112,10 @@ func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
 // Close runs each root context's proxy_on_done (and proxy_on_delete when
 // it returns true), stops timers and releases the VMs. Streams still open
 // get ErrClosed. Close is idempotent.
+//
+// Close waits for each worker's running callback to return, and ctx does
+// not cut that wait short (ctx bounds only the release of the runtime):
+// a callback stuck in a loop makes Close block for good (see New).
 func (h *Host) Close(ctx context.Context) error {
 	var err error
 	h.closeOnce.Do(func() {

@@ -59,7 +59,10 @@ func TestStartAndRefusedConfiguration(t *testing.T) {
 		}
 	}
 
-	_, err := New(context.Background(), testPlugin, Options{PluginConfig: []byte("fail"), Logger: func(LogRecord) {}})
+	refused, err := New(context.Background(), testPlugin, Options{PluginConfig: []byte("fail"), Logger: func(LogRecord) {}})
+	if refused != nil {
+		defer refused.Close(context.Background())
+	}
 	var se *StartError
 	if !errors.As(err, &se) {
 		t.Fatalf("New with a refused configuration: %v, want a *StartError", err)
@@ -73,7 +76,10 @@ func TestStartAndRefusedConfiguration(t *testing.T) {
 
 	// Options.LogLevel drops lower lines but not the StartError's.
 	quiet := &logSink{}
-	_, err = New(context.Background(), testPlugin, Options{PluginConfig: []byte("fail"), LogLevel: LogCritical, Logger: quiet.log})
+	refusedQuietly, err := New(context.Background(), testPlugin, Options{PluginConfig: []byte("fail"), LogLevel: LogCritical, Logger: quiet.log})
+	if refusedQuietly != nil {
+		defer refusedQuietly.Close(context.Background())
+	}
 	if !errors.As(err, &se) || len(se.Logs) != 1 {
 		t.Fatalf("quiet New: %v, want the plugin's error line in the StartError", err)
 	}
@@ -97,7 +103,10 @@ func TestOptionsValidation(t *testing.T) {
 		{Options{VMConfig: make([]byte, MaxConfigBytes+1)}, "Options.VMConfig is 16777217 bytes"},
 		{Options{PluginConfig: make([]byte, MaxConfigBytes+1)}, "Options.PluginConfig is 16777217 bytes"},
 	} {
-		_, err := New(context.Background(), newTiny().bytes(), c.opts)
+		h, err := New(context.Background(), newTiny().bytes(), c.opts)
+		if h != nil {
+			h.Close(context.Background())
+		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New(%+v): %v, want an error containing %q", c.want, err, c.want)
 		}
@@ -108,7 +117,8 @@ func TestOptionsValidation(t *testing.T) {
 	if h.Workers() != MaxWorkers {
 		t.Fatalf("Workers() = %d, want %d", h.Workers(), MaxWorkers)
 	}
-	if _, err := New(context.Background(), nil, Options{}); err == nil {
+	if h, err := New(context.Background(), nil, Options{}); err == nil {
+		h.Close(context.Background())
 		t.Error("New(nil wasm) succeeded")
 	}
 }

@@ -98,11 +98,10 @@ func newRestriction(during string, names ...string) *restriction {
 }
 
 // restrictions returns Envoy's restricted-callback allow lists for a
-// profile (proxy-wasm-cpp-host src/wasm.cc around `_initialize`, and
-// WasmBase::allocMemory around proxy_on_memory_allocate): a call outside
-// them traps. Envoy ≥ 1.39 (proxy-wasm-cpp-host #533) also allows
-// poll_oneoff and sched_yield there, because the Go runtime sleeps and
-// yields while collecting garbage.
+// profile (see Profile for their sources and for what of Envoy139's is
+// checked): a call outside them traps. Envoy ≥ 1.39 (proxy-wasm-cpp-host
+// #533) also allows poll_oneoff and sched_yield there, because the Go
+// runtime sleeps and yields while collecting garbage.
 func restrictions(p Profile) (initialize, allocate *restriction) {
 	init := []string{"env.proxy_log",
 		modWASI + ".fd_write",

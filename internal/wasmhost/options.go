@@ -28,6 +28,17 @@ const (
 )
 
 // Profile selects which Envoy's WASI the host reproduces.
+//
+// During `_initialize` (and `main`) and during proxy_on_memory_allocate a
+// plugin may call only some imports; any other call traps
+// ("restricted_callback"), as in Envoy. Envoy133's lists are
+// proxy-wasm-cpp-host's: for `_initialize` proxy_log, fd_write,
+// args_sizes_get, args_get, environ_sizes_get, environ_get,
+// fd_prestat_get, fd_prestat_dir_name, clock_time_get and random_get
+// (src/wasm.cc WasmBase::startVm) plus fd_fdstat_get and
+// fd_fdstat_set_flags (cpp-host #427, for the Go runtime's start); for
+// proxy_on_memory_allocate proxy_log, fd_write and clock_time_get
+// (include/proxy-wasm/wasm.h WasmBase::allocMemory).
 type Profile int
 
 const (
@@ -40,9 +51,15 @@ const (
 	Envoy133 Profile = iota
 	// Envoy139 is Envoy 1.39 and later (proxy-wasm-cpp-host #533): every
 	// wasi_snapshot_preview1 function resolves (those Envoy 1.33 lacks
-	// answer ENOSYS: there is no file system, no socket), poll_oneoff
-	// succeeds at once reporting 0 events, and poll_oneoff and sched_yield
-	// may also be called during `_initialize` and proxy_on_memory_allocate.
+	// answer ENOSYS: there is no file system, no socket) and poll_oneoff
+	// succeeds at once reporting 0 events. The restricted lists are
+	// Envoy133's plus poll_oneoff and sched_yield, in both. Only part of
+	// that is checked against #533: its discussion allows poll_oneoff
+	// during proxy_on_memory_allocate (the Go runtime sleeps there while
+	// collecting garbage); its merged `_initialize` list is longer than
+	// ours (the diff grows it from 28 to 65 lines) and was not available
+	// to compare, so a module calling another WASI function during
+	// `_initialize` may be refused here though Envoy 1.39 accepts it.
 	Envoy139
 )
 

@@ -128,14 +128,37 @@ const (
 	stReleased
 )
 
+// Body callback results (proxy-wasm FilterDataStatus). cpp-host turns
+// any larger value into StopIterationNoBuffer.
+const (
+	dataContinue      = 0
+	dataStopBuffer    = 1 // StopIterationAndBuffer, the Go SDK's ActionPause
+	dataStopWatermark = 2 // StopIterationAndWatermark
+	dataStopNoBuffer  = 3 // StopIterationNoBuffer
+)
+
+// dataAction is cpp-host's convertVmCallResultToFilterDataStatus.
+func dataAction(r uint64) uint64 { return min(r, dataStopNoBuffer) }
+
 // dir is one direction (request or response) of a stream.
+//
+// Body chunks follow Envoy's filter manager and Context::decodeData: the
+// plugin sees the chunk alone, unless its previous body callback returned
+// StopIterationAndBuffer, in which case the chunk is appended to the held
+// body and the plugin sees (and may edit) all of it. After a callback
+// that stops, the chunk joins the held body (Buffer, Watermark) or is
+// dropped (NoBuffer: Envoy leaves the data to the filter); a continue
+// releases the held body with the chunk.
 type dir struct {
 	response  bool
 	hdr       [][2]string
 	hdrState  hstate
-	buf       []byte // the plugin's body buffer
-	bufActive bool   // buf is visible to the plugin (proxy_get_buffer_bytes)
-	buffering bool   // a body callback paused: new chunks append to buf
+	body      []byte // body held for this direction (Envoy's buffered data)
+	chunk     []byte // the chunk of the running body callback when seen alone
+	viewBody  bool   // the plugin's body buffer is body, not chunk
+	bufActive bool   // a body buffer is visible to the plugin (proxy_get_buffer_bytes)
+	buffering bool   // the last body callback returned StopIterationAndBuffer
+	bodyHeld  bool   // the last body callback stopped (any Stop* result)
 	trl       [][2]string
 	trlState  hstate
 	end       bool  // end of stream received
@@ -143,8 +166,35 @@ type dir struct {
 	done      bool  // end of stream released
 }
 
+// view is the body buffer the plugin sees.
+func (d *dir) view() *[]byte {
+	if d.viewBody {
+		return &d.body
+	}
+	return &d.chunk
+}
+
+// holdChunk moves the chunk, when the plugin saw it alone, to the end of
+// the held body.
+func (d *dir) holdChunk() {
+	switch {
+	case d.viewBody || len(d.chunk) == 0:
+	case len(d.body) == 0:
+		d.body = d.chunk
+	default:
+		d.body = append(d.body, d.chunk...)
+	}
+	d.chunk = nil
+}
+
+// clearBody forgets every body byte of the direction.
+func (d *dir) clearBody() {
+	d.body, d.chunk = nil, nil
+	d.viewBody, d.bufActive, d.buffering, d.bodyHeld = false, false, false, false
+}
+
 func (d *dir) held() bool {
-	return d.hdrState == stHeld || d.buffering || d.trlState == stHeld
+	return d.hdrState == stHeld || d.bodyHeld || d.trlState == stHeld
 }
 
 // release hands out everything held.
@@ -154,10 +204,12 @@ func (d *dir) release() Step {
 		st.Headers = cloneHeaders(d.hdr)
 		d.hdrState = stReleased
 	}
-	if len(d.buf) > 0 {
-		st.Body = d.buf
+	// A chunk not yet settled (the phase ran without the plugin) goes too.
+	d.holdChunk()
+	if len(d.body) > 0 {
+		st.Body = d.body
 	}
-	d.buf, d.bufActive, d.buffering = nil, false, false
+	d.clearBody()
 	if d.trlState == stHeld {
 		st.Trailers = cloneHeaders(d.trl)
 		d.trlState = stReleased
@@ -193,6 +245,7 @@ type Stream struct {
 	pendingReset bool           // proxy_close_stream during a call
 	cont         [2]bool        // proxy_continue_stream for the running direction
 	inLocalReply bool
+	inLog        bool // proxy_on_log is running: header maps are the access log's
 
 	props   map[string][]byte // proxy_set_property
 	pending []Step            // released outside the stream's own calls
@@ -299,10 +352,13 @@ func (s *Stream) RequestHeaders(head RequestHead, endOfStream bool) (Step, error
 	}), nil
 }
 
-// RequestBody feeds one request body chunk (proxy_on_request_body). While
-// a previous body callback paused, the chunk is appended to the buffered
-// body and the plugin is told the whole buffered size, as Envoy does; past
-// Options.BufferLimit the request ends with 413.
+// RequestBody feeds one request body chunk (proxy_on_request_body). After
+// a body callback that returned StopIterationAndBuffer (the Go SDK's
+// ActionPause) the chunk is appended to the buffered body and the plugin
+// is told, and sees, the whole buffered size, as Envoy does; past
+// Options.BufferLimit the request ends with 413. After
+// StopIterationAndWatermark (held, not limited) or StopIterationNoBuffer
+// (dropped) the plugin sees the chunk alone.
 func (s *Stream) RequestBody(chunk []byte, endOfStream bool) (Step, error) {
 	return s.body(&s.req, chunk, endOfStream)
 }
@@ -359,12 +415,13 @@ func (s *Stream) body(d *dir, chunk []byte, endOfStream bool) (Step, error) {
 	d.bodyBytes += int64(len(chunk))
 	d.end = endOfStream
 	if d.buffering {
-		if len(d.buf)+len(chunk) > s.h.opts.BufferLimit {
+		if len(d.body)+len(chunk) > s.h.opts.BufferLimit {
 			return s.tooLarge(d), nil
 		}
-		d.buf = append(d.buf, chunk...)
+		d.body = append(d.body, chunk...)
+		d.chunk, d.viewBody = nil, true
 	} else {
-		d.buf = append([]byte(nil), chunk...)
+		d.chunk, d.viewBody = append([]byte(nil), chunk...), false
 	}
 	d.bufActive = true
 	var fn api.Function
@@ -375,12 +432,19 @@ func (s *Stream) body(d *dir, chunk []byte, endOfStream bool) (Step, error) {
 		}
 	}
 	return s.finish(d, func() Step {
-		r, ok := s.callback(d, fn, uint64(s.pc.id), uint64(len(d.buf)), b2u(endOfStream))
-		st := s.afterCallback(d, r, ok)
-		if st.Action == Pause && !d.done {
-			d.buffering = true
+		r, ok := s.callback(d, fn, uint64(s.pc.id), uint64(len(*d.view())), b2u(endOfStream))
+		act := uint64(dataContinue)
+		if ok && !s.cont[b2i(d.response)] {
+			act = dataAction(r)
 		}
-		return st
+		if act == dataStopNoBuffer {
+			d.chunk = nil
+		}
+		d.holdChunk()
+		d.buffering = act == dataStopBuffer
+		d.bodyHeld = act != dataContinue
+		d.viewBody, d.bufActive = d.buffering, d.buffering
+		return s.afterCallback(d, r, ok)
 	}), nil
 }
 
@@ -568,7 +632,8 @@ func (s *Stream) doReset() Step {
 	s.pendingReset = false
 	s.ended = true
 	s.h.stats.resets.Add(1)
-	s.req.buf, s.resp.buf = nil, nil
+	s.req.clearBody()
+	s.resp.clearBody()
 	return Step{Action: Reset}
 }
 
@@ -586,8 +651,9 @@ func (s *Stream) sendLocal(lr *LocalResponse) Step {
 	s.inLocalReply = true
 	_, ok := s.callback(d, s.v.fn.onResponseHeaders, uint64(s.pc.id), uint64(len(d.hdr)), b2u(d.end))
 	if ok && len(lr.Body) > 0 {
-		d.buf, d.bufActive, d.end = append([]byte(nil), lr.Body...), true, true
-		_, ok = s.callback(d, s.v.fn.onResponseBody, uint64(s.pc.id), uint64(len(d.buf)), 1)
+		d.clearBody()
+		d.body, d.viewBody, d.bufActive, d.end = append([]byte(nil), lr.Body...), true, true, true
+		_, ok = s.callback(d, s.v.fn.onResponseBody, uint64(s.pc.id), uint64(len(d.body)), 1)
 	}
 	s.inLocalReply = false
 	s.pendingLocal, s.pendingReset, s.cont = nil, false, [2]bool{}
@@ -600,7 +666,7 @@ func (s *Stream) sendLocal(lr *LocalResponse) Step {
 	out := *lr
 	out.Status, out.Headers = splitStatus(d.hdr, lr.Status)
 	if d.bufActive || len(lr.Body) > 0 {
-		out.Body = d.buf
+		out.Body = d.body
 	}
 	return s.endLocal(&out)
 }
@@ -617,8 +683,11 @@ func (s *Stream) directLocal(lr *LocalResponse) Step {
 
 func (s *Stream) endLocal(lr *LocalResponse) Step {
 	s.ended = true
-	s.req.buf, s.req.bufActive, s.req.buffering = nil, false, false
-	s.resp.hdrState, s.resp.buf, s.resp.bufActive, s.resp.buffering = stReleased, nil, false, false
+	s.req.clearBody()
+	s.resp.clearBody()
+	// The reply's headers are what the access log (proxy_on_log) reads.
+	s.resp.hdr = append([][2]string{{":status", strconv.Itoa(lr.Status)}}, lr.Headers...)
+	s.resp.hdrState = stReleased
 	s.h.stats.localReplies.Add(1)
 	return Step{Action: LocalReply, Response: true, Local: lr, EndOfStream: true}
 }
@@ -715,7 +784,9 @@ func (s *Stream) Close() {
 			v.call(v.fn.onDone, s.pc, id)
 		}
 		if v.fn.onLog != nil {
+			s.inLog = true
 			v.call(v.fn.onLog, s.pc, id)
+			s.inLog = false
 		}
 		if v.fn.onDelete != nil {
 			v.call(v.fn.onDelete, s.pc, id)

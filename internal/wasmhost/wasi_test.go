@@ -420,7 +420,10 @@ func TestRestrictedCallbacks(t *testing.T) {
 				tp.vmStart = [][]byte{i32c(bufVMConfig), i32c(0), i32c(100), i32c(0), i32c(4), call(gb), opDrop}
 				phase = "proxy_on_vm_start"
 			}
-			_, err := New(context.Background(), tp.bytes(), Options{Profile: c.profile, VMConfig: []byte("cfg"), Logger: func(LogRecord) {}})
+			h, err := New(context.Background(), tp.bytes(), Options{Profile: c.profile, VMConfig: []byte("cfg"), Logger: func(LogRecord) {}})
+			if h != nil {
+				defer h.Close(context.Background())
+			}
 			if !c.wantTrap {
 				if err != nil {
 					t.Fatalf("New: %v, want the call allowed", err)

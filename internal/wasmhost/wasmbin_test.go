@@ -87,9 +87,14 @@ func i64c(v int64) []byte     { return append([]byte{0x42}, sleb(v)...) }
 func localGet(i int) []byte   { return append([]byte{0x20}, uleb(uint64(i))...) }
 func i32store(off int) []byte { return append([]byte{0x36, 0x02}, uleb(uint64(off))...) }
 
+func i32load(off int) []byte { return append([]byte{0x28, 0x02}, uleb(uint64(off))...) }
+
 var (
 	opDrop        = []byte{0x1a}
 	opUnreachable = []byte{0x00}
+	opI32Add      = []byte{0x6a}
+	opIf          = []byte{0x04, 0x40} // if with no result
+	opEnd         = []byte{0x0b}
 )
 
 func vec(items [][]byte) []byte {

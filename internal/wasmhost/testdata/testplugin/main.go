@@ -145,7 +145,11 @@ type httpContext struct {
 	p     *pluginContext
 	id    uint32
 	words []string
+	late  []string // "latereads": what reading continued maps gave
 }
+
+// casRead is the cas the last "casget" read on this VM (one per worker).
+var casRead uint32
 
 func (h *httpContext) has(word string) bool {
 	for _, w := range h.words {
@@ -181,6 +185,14 @@ func (h *httpContext) value(prefix string) (string, bool) {
 //	waittick     hold the request; store the context id under "resume"
 //	             so that OnTick resumes it
 //	metrics      bump the gauge and histogram
+//	casget       read shared "casx" (creating it first if missing) and keep
+//	             its cas in a VM global; add request header x-cas: <cas>
+//	casset       set shared "casx" with the kept cas; add request header
+//	             x-cas-set: ok or the error
+//	latereads    read the request headers again after they continued: in
+//	             the body callback and the response headers callback (the
+//	             results go out as response header x-late-reads), and in
+//	             proxy_on_log (logged as "log phase: ...")
 func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 	h.p.requests.Increment(1)
 	v, _ := proxywasm.GetHttpRequestHeader("x-test")
@@ -206,6 +218,16 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 		if err != nil {
 			proxywasm.LogErrorf("enqueue: %v", err)
 		}
+	}
+	if h.has("casget") {
+		h.casGet()
+	}
+	if h.has("casset") {
+		res := "ok"
+		if err := proxywasm.SetSharedData("casx", []byte("set"), casRead); err != nil {
+			res = err.Error()
+		}
+		_ = proxywasm.AddHttpRequestHeader("x-cas-set", res)
 	}
 	if h.has("props") {
 		h.copyProperties()
@@ -263,6 +285,36 @@ func (h *httpContext) casIncrement() {
 	}
 }
 
+func (h *httpContext) casGet() {
+	_, cas, err := proxywasm.GetSharedData("casx")
+	if err == types.ErrorStatusNotFound {
+		if err = proxywasm.SetSharedData("casx", []byte("new"), 0); err == nil {
+			_, cas, err = proxywasm.GetSharedData("casx")
+		}
+	}
+	if err != nil {
+		_ = proxywasm.AddHttpRequestHeader("x-cas", "error: "+err.Error())
+		return
+	}
+	casRead = cas
+	_ = proxywasm.AddHttpRequestHeader("x-cas", strconv.FormatUint(uint64(cas), 10))
+}
+
+// lateRead reads the request headers map the way a plugin would after it
+// continued: one value and all pairs.
+func lateRead(where string) string {
+	v, err := proxywasm.GetHttpRequestHeader(":method")
+	pairs, perr := proxywasm.GetHttpRequestHeaders()
+	return where + " value=" + v + " err=" + errString(err) + " pairs=" + strconv.Itoa(len(pairs)) + " err=" + errString(perr)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "none"
+	}
+	return err.Error()
+}
+
 var spinSink uint32
 
 // spin burns a little CPU (about a hundred microseconds).
@@ -312,6 +364,9 @@ func (h *httpContext) copyProperties() {
 // OnHttpRequestBody, with "pausebody", buffers until end of stream and
 // then judges the whole body.
 func (h *httpContext) OnHttpRequestBody(size int, end bool) types.Action {
+	if h.has("latereads") {
+		h.late = append(h.late, lateRead("body"))
+	}
 	if h.has("bodysizes") {
 		prev, _ := proxywasm.GetHttpRequestHeader("x-body-sizes")
 		if err := proxywasm.ReplaceHttpRequestHeader("x-body-sizes", prev+strconv.Itoa(size)+";"); err != nil {
@@ -349,6 +404,10 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 	if err := proxywasm.AddHttpResponseHeader("x-seen-by-plugin", "1"); err != nil {
 		proxywasm.LogErrorf("response header: %v", err)
 	}
+	if h.has("latereads") {
+		h.late = append(h.late, lateRead("response"))
+		_ = proxywasm.AddHttpResponseHeader("x-late-reads", strings.Join(h.late, "; "))
+	}
 	if h.has("denyresponse") {
 		_ = proxywasm.SendHttpResponse(502, nil, []byte("bad upstream"), -1)
 		return types.ActionPause
@@ -359,4 +418,12 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 // OnHttpStreamDone logs the context id, so tests can check proxy_on_log.
 func (h *httpContext) OnHttpStreamDone() {
 	proxywasm.LogDebugf("stream done %d", h.id)
+	if h.has("latereads") {
+		_, terr := proxywasm.GetHttpRequestTrailer("x")
+		status, serr := proxywasm.GetHttpResponseHeader(":status")
+		_, rterr := proxywasm.GetHttpResponseTrailer("x")
+		proxywasm.LogInfof("log phase: %s; request trailer err=%s; status=%s err=%s; response trailer err=%s; set err=%s",
+			lateRead("log"), errString(terr), status, errString(serr), errString(rterr),
+			errString(proxywasm.ReplaceHttpRequestHeader("x-late", "1")))
+	}
 }
