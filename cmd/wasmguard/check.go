@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -36,10 +40,11 @@ var validateCommand = &command{
 Starts the filter (one VM) with the JSON configuration in the file CONFIG
 ("-" reads standard input), exactly as Envoy would at plugin start, and
 prints OK. When the filter refuses the configuration it prints the filter's
-error line, which names the JSON path and the problem, and exits 1:
+error line, which names the JSON path and the problem, after the command and
+the file, and exits 1:
 
   $ wasmguard validate bad.json
-  wasmguard: configuration refused: block_patterns[1]: invalid regex "(": missing closing )
+  wasmguard validate: bad.json: wasmguard: configuration refused: block_patterns[1]: invalid regex "(": missing closing )
 
 Examples:
   wasmguard validate testdata/config/seed.json
@@ -63,20 +68,14 @@ func runValidate(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts
 	if _, err := wasmhost.ParseProfile(f.profile); err != nil {
 		return usageError(e, c, fs, "--profile %q: want envoy-1.33 or envoy-1.39", f.profile)
 	}
-	config, _, err := readConfig(args[0])
+	config, configName, err := readConfig(args[0])
 	if err != nil {
 		fmt.Fprintf(e.stderr, "wasmguard validate: %v\n", err)
 		return exitFail
 	}
 	host, err := newHost(ctx, hostSpec{flags: *f, config: config, workers: 1, logLevel: wasmhost.LogInfo})
 	if err != nil {
-		lines, refused := refusal(err)
-		for _, l := range lines {
-			if !refused {
-				l = "wasmguard validate: " + l
-			}
-			fmt.Fprintln(e.stderr, l)
-		}
+		printStartError(e.stderr, c.name, configName, err)
 		return exitFail
 	}
 	host.Close(context.Background())
@@ -106,11 +105,16 @@ through it, then prints the verdict:
   log lines for the request.
 
 After "--" comes the request: METHOD, then URL, either a path with its query
-("/search?q=x", sent to host "localhost") or an absolute http:// URL. Each
-further word of the form "NAME: VALUE" (quote it) is a request header.
+("/search?q=x", sent to the host its "host" header names, else "localhost")
+or an absolute http:// or https:// URL; the target is passed as written.
+Each further word of the form "NAME: VALUE" (quote it) is a request header.
 --body STRING or --body-file FILE ("-": standard input) gives a body, fed to
-the filter in 16 KiB chunks like serve does. The exit status is 0 whatever
-the verdict; 1 when the filter refuses CONFIG.
+the filter in 16 KiB chunks like serve does, with a content-length unless
+"transfer-encoding: chunked" is given. The filter sees the request head serve
+would give it for the same request from --from: x-forwarded-for with the
+client's address appended, x-forwarded-proto, no hop-by-hop headers or
+headers the connection header names, a fresh x-request-id. The exit status
+is 0 whatever the verdict; 1 when the filter refuses CONFIG.
 
 Examples:
   wasmguard check testdata/config/seed.json -- GET /download/evil.exe
@@ -125,28 +129,41 @@ Examples:
 	run: runCheck,
 }
 
-// checkRequest is the request after "--".
+// checkRequest is the request after "--", as a client would send it.
 type checkRequest struct {
-	head wasmhost.RequestHead
-	body []byte
+	method string
+	// target is the request target as written, from "/"; authority is
+	// the URL's host, or the host header's for a bare path ("" for none).
+	target, authority, scheme string
+	// header holds the headers keyed as net/http's server keys them, host
+	// and transfer-encoding taken out, content-length kept.
+	header http.Header
+	body   []byte
+	// length is the declared body length (content-length), -1 for a
+	// chunked body.
+	length int64
 }
 
 // parseCheckRequest parses METHOD URL [NAME:VALUE ...] [--body S |
-// --body-file F], naming the word at fault.
+// --body-file F], naming the word at fault. Framing headers are checked
+// as a server would: one host, one content-length that matches the body,
+// transfer-encoding chunked only, and not both (Envoy answers 400 to a
+// request with both), a connection header Envoy accepts.
 func parseCheckRequest(words []string) (checkRequest, error) {
 	var req checkRequest
 	if len(words) < 2 {
 		return req, fmt.Errorf("after --, want METHOD URL, got %q", strings.Join(words, " "))
 	}
-	method := words[0]
-	if method == "" || !server.ValidToken(method) {
-		return req, fmt.Errorf("method %q is not an HTTP method", method)
+	req.method = words[0]
+	if req.method == "" || !server.ValidToken(req.method) {
+		return req, fmt.Errorf("method %q is not an HTTP method", req.method)
 	}
-	authority, target, scheme, err := splitURL(words[1])
+	var err error
+	req.authority, req.target, req.scheme, err = splitURL(words[1])
 	if err != nil {
 		return req, err
 	}
-	req.head = wasmhost.RequestHead{Method: method, Path: target, Authority: authority, Scheme: scheme}
+	req.header = http.Header{}
 	bodySet := false
 	setBody := func(flagName, v string, file bool) error {
 		if bodySet {
@@ -183,33 +200,119 @@ func parseCheckRequest(words []string) (checkRequest, error) {
 		if !ok || !server.ValidToken(k) {
 			return req, fmt.Errorf("%q: want a header \"NAME: VALUE\", --body STRING or --body-file FILE", w)
 		}
-		req.head.Headers = append(req.head.Headers, [2]string{strings.ToLower(k), strings.TrimSpace(v)})
+		req.header.Add(k, strings.TrimSpace(v))
 	}
-	return req, nil
+	err = req.framing()
+	return req, err
+}
+
+// framing moves host and transfer-encoding out of the headers into
+// authority and length, checks content-length, and declares the body's
+// length when neither is given, as net/http's server and a client do.
+func (req *checkRequest) framing() error {
+	if err := server.ConnectionError(req.header); err != nil {
+		return fmt.Errorf("%v: serve and Envoy answer 400", err)
+	}
+	hosts := req.header.Values("Host")
+	req.header.Del("Host")
+	switch {
+	case len(hosts) > 1:
+		return fmt.Errorf("host given %d times: a server answers 400", len(hosts))
+	case req.authority != "":
+		// An absolute URL's host wins over the host header.
+	case len(hosts) == 1:
+		req.authority = hosts[0]
+	default:
+		req.authority = defaultAuthority
+	}
+	te := req.header.Values("Transfer-Encoding")
+	req.header.Del("Transfer-Encoding")
+	cl := req.header.Values("Content-Length")
+	switch {
+	case len(te) > 1 || (len(te) == 1 && !strings.EqualFold(te[0], "chunked")):
+		return fmt.Errorf("transfer-encoding %q: want chunked, the only coding serve and Envoy accept", strings.Join(te, ", "))
+	case len(te) == 1 && len(cl) > 0:
+		return errors.New("both transfer-encoding and content-length: Envoy answers 400 (serve drops the content-length)")
+	case len(te) == 1:
+		req.length = -1
+	case len(cl) > 1:
+		return fmt.Errorf("content-length given %d times", len(cl))
+	case len(cl) == 1:
+		n, err := strconv.ParseUint(cl[0], 10, 63) // digits only, as servers want
+		if err != nil {
+			return fmt.Errorf("content-length %q: want a number of bytes", cl[0])
+		}
+		if n != uint64(len(req.body)) {
+			return fmt.Errorf("content-length %q: the body has %d bytes", cl[0], len(req.body))
+		}
+		req.length = int64(n)
+	case len(req.body) > 0:
+		// As a client sending the body would.
+		req.length = int64(len(req.body))
+		req.header.Set("Content-Length", strconv.Itoa(len(req.body)))
+	}
+	return nil
+}
+
+// checkHead is the request head the filter gets: what serve's handler
+// (server.RequestHead) builds for the same request from the client
+// address from.
+func checkHead(req checkRequest, from string) wasmhost.RequestHead {
+	path, query, _ := strings.Cut(req.target, "?")
+	r := &http.Request{
+		Method:        req.method,
+		URL:           &url.URL{Opaque: path, RawQuery: query},
+		RequestURI:    req.target,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        req.header,
+		Host:          req.authority,
+		ContentLength: req.length,
+		RemoteAddr:    from,
+	}
+	if req.length < 0 {
+		r.TransferEncoding = []string{"chunked"}
+	}
+	if req.scheme == "https" {
+		r.TLS = &tls.ConnectionState{} // as a TLS listener would hand it over
+	}
+	return server.RequestHead(r)
 }
 
 // splitURL accepts "/path?query" or "http(s)://host/path?query" and
-// returns the authority, the raw request target and the scheme.
+// returns the authority ("" for a bare path), the request target as
+// written (only "#fragment" removed) and the scheme. Only the authority is
+// parsed: a target need not be a valid URL path, as with a bare path.
 func splitURL(s string) (authority, target, scheme string, err error) {
 	s, _, _ = strings.Cut(s, "#")
 	if strings.HasPrefix(s, "/") {
-		return defaultAuthority, s, "http", nil
+		return "", s, "http", nil
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	scheme, rest, ok := strings.Cut(s, "://")
+	scheme = strings.ToLower(scheme)
+	if !ok || (scheme != "http" && scheme != "https") {
 		return "", "", "", fmt.Errorf("URL %q: want a path starting with / or an http:// or https:// URL", s)
 	}
-	rest := s[len(u.Scheme)+len("://"):]
-	i := strings.IndexAny(rest, "/?")
-	switch {
-	case i < 0:
-		target = "/"
-	case rest[i] == '?':
-		target = "/" + rest[i:]
-	default:
-		target = rest[i:]
+	hostport, target := rest, "/"
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		hostport, target = rest[:i], rest[i:]
+		if target[0] == '?' {
+			target = "/" + target
+		}
 	}
-	return u.Host, target, u.Scheme, nil
+	u, err := url.Parse(scheme + "://" + hostport)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", "", "", fmt.Errorf("URL %q: %v", s, err)
+	}
+	if u.Host == "" {
+		return "", "", "", fmt.Errorf("URL %q: no host", s)
+	}
+	return u.Host, target, scheme, nil
 }
 
 func runCheck(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts any, args []string) int {
@@ -234,6 +337,9 @@ func runCheck(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts an
 	if _, err := wasmhost.ParseProfile(f.host.profile); err != nil {
 		return usageError(e, c, fs, "--profile %q: want envoy-1.33 or envoy-1.39", f.host.profile)
 	}
+	if ip, _, err := net.SplitHostPort(f.from); err != nil || net.ParseIP(ip) == nil {
+		return usageError(e, c, fs, "--from %q: want IP:PORT", f.from)
+	}
 	req, err := parseCheckRequest(args[dash+1:])
 	if err != nil {
 		return usageError(e, c, fs, "%v", err)
@@ -252,15 +358,7 @@ func runCheck(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts an
 			mu.Unlock()
 		}})
 	if err != nil {
-		lines, refused := refusal(err)
-		if refused {
-			fmt.Fprintf(e.stderr, "wasmguard check: %s refused by the filter:\n", configName)
-		} else {
-			fmt.Fprint(e.stderr, "wasmguard check: ")
-		}
-		for _, l := range lines {
-			fmt.Fprintln(e.stderr, l)
-		}
+		printStartError(e.stderr, c.name, configName, err)
 		return exitFail
 	}
 	defer host.Close(context.Background())
@@ -275,11 +373,7 @@ func runCheck(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts an
 		fmt.Fprintf(e.stderr, "wasmguard check: %v\n", err)
 		return exitFail
 	}
-	if _, ok := wasmhost.HeaderValue(req.head.Headers, "content-length"); !ok && len(req.body) > 0 {
-		// As a client sending the body would.
-		req.head.Headers = append(req.head.Headers, [2]string{"content-length", strconv.Itoa(len(req.body))})
-	}
-	hreq := wasmhost.Request{RequestHead: req.head, Body: chunks(req.body, server.DefaultChunkSize)}
+	hreq := wasmhost.Request{RequestHead: checkHead(req, f.from), Body: chunks(req.body, server.DefaultChunkSize)}
 	fwd, err := s.ProcessRequest(ctx, hreq)
 	var client wasmhost.Verdict
 	if err == nil && fwd.Local == nil && !fwd.Reset {

@@ -138,6 +138,22 @@ func refusal(err error) (lines []string, ok bool) {
 	return se.Logs, true
 }
 
+// printStartError prints why newHost failed on w, every line starting
+// with "wasmguard CMD: ". A configuration the filter refused is named,
+// followed by each of the filter's own lines, unchanged:
+//
+//	wasmguard validate: bad.json: wasmguard: configuration refused: block_patterns[1]: ...
+func printStartError(w io.Writer, cmd, configName string, err error) {
+	prefix := "wasmguard " + cmd + ": "
+	lines, refused := refusal(err)
+	if refused {
+		prefix += configName + ": "
+	}
+	for _, l := range lines {
+		fmt.Fprintln(w, prefix+l)
+	}
+}
+
 // logSink writes log lines to w, one line each, with a timestamp, from
 // any goroutine.
 type logSink struct {

@@ -167,6 +167,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"check", "c.json", "--", "GET"}, exitUsage, "want METHOD URL"},
 		{[]string{"check", "c.json", "--", "G T", "/"}, exitUsage, `method "G T"`},
 		{[]string{"check", "c.json", "--", "GET", "example.com/x"}, exitUsage, `URL "example.com/x"`},
+		{[]string{"check", "c.json", "--", "GET", "http://h:port/x"}, exitUsage, `URL "http://h:port/x": invalid port ":port" after host`},
+		{[]string{"check", "--from", "10.0.0.1", "c.json", "--", "GET", "/"}, exitUsage, `--from "10.0.0.1": want IP:PORT`},
+		{[]string{"check", "--from", "host:80", "c.json", "--", "GET", "/"}, exitUsage, `--from "host:80": want IP:PORT`},
 		{[]string{"check", "c.json", "--", "GET", "/", "no-colon"}, exitUsage, `"no-colon": want a header`},
 		{[]string{"check", "c.json", "--", "GET", "/", "--body"}, exitUsage, "--body needs a value"},
 		{[]string{"check", "c.json", "--", "GET", "/", "--body", "a", "--body=b"}, exitUsage, "only one --body"},
@@ -200,9 +203,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{seedPath, exitOK, "OK\n", ""},
 		{"../../testdata/config/full.json", exitOK, "OK\n", ""},
-		{"testdata/bad-regex.json", exitFail, "", `wasmguard: configuration refused: block_patterns[1]: invalid regex "(": missing closing )`},
-		{"testdata/typo.json", exitFail, "", `wasmguard: configuration refused: rate_limit.burts: unknown key "burts" (did you mean "burst"?)`},
-		{"testdata/not-json.json", exitFail, "", "wasmguard: configuration refused: configuration is not valid JSON"},
+		{"testdata/bad-regex.json", exitFail, "", `wasmguard validate: testdata/bad-regex.json: wasmguard: configuration refused: block_patterns[1]: invalid regex "(": missing closing )`},
+		{"testdata/typo.json", exitFail, "", `wasmguard validate: testdata/typo.json: wasmguard: configuration refused: rate_limit.burts: unknown key "burts" (did you mean "burst"?)`},
+		{"testdata/not-json.json", exitFail, "", "wasmguard validate: testdata/not-json.json: wasmguard: configuration refused: configuration is not valid JSON"},
 		{"testdata/missing.json", exitFail, "", "wasmguard validate: configuration: open testdata/missing.json: no such file or directory"},
 	}
 	for _, c := range cases {
@@ -214,6 +217,7 @@ func TestValidate(t *testing.T) {
 			if c.stderr != "" && !strings.Contains("\n"+stderr, "\n"+c.stderr+"\n") {
 				t.Errorf("stderr %q, want the line %q", stderr, c.stderr)
 			}
+			checkPrefix(t, stderr, "wasmguard validate: ")
 		})
 	}
 	t.Run("flags after CONFIG", func(t *testing.T) {
@@ -251,6 +255,7 @@ func TestCheck(t *testing.T) {
 		}},
 		{"allowed", []string{"POST", "http://shop.example/api", "content-type: application/json", "--body={\"a\":\"hi\"}"}, []string{
 			"status: continue (the request goes on to the upstream)\nrule: none\nforwarded request headers:\n  :authority: shop.example\n  :path: /api\n  :method: POST\n",
+			"  content-length: 10\n  x-forwarded-for: 127.0.0.1\n  x-forwarded-proto: http\n  x-request-id: ",
 			"forwarded body: 10 bytes\n",
 			"  x-ratelimit-limit: 20\n  x-ratelimit-remaining: 19\n",
 			"filter log:\n  (none)\n",
@@ -272,34 +277,39 @@ func TestCheck(t *testing.T) {
 	}
 	t.Run("refused config", func(t *testing.T) {
 		code, _, stderr := runCLI("check", "--wasm", wasmPath, "testdata/bad-regex.json", "--", "GET", "/")
-		if code != exitFail || !strings.Contains(stderr, "testdata/bad-regex.json refused by the filter:\nwasmguard: configuration refused: block_patterns[1]") {
+		if code != exitFail || !strings.Contains(stderr, "wasmguard check: testdata/bad-regex.json: wasmguard: configuration refused: block_patterns[1]") {
 			t.Fatalf("exit %d, stderr %q", code, stderr)
 		}
+		checkPrefix(t, stderr, "wasmguard check: ")
 	})
-}
-
-func TestSplitURL(t *testing.T) {
-	for _, c := range []struct{ in, authority, target, scheme string }{
-		{"/a?b#frag", "localhost", "/a?b", "http"},
-		{"http://h:8080", "h:8080", "/", "http"},
-		{"https://h?q=1", "h", "/?q=1", "https"},
-		{"http://h/x%2Ey/z?q", "h", "/x%2Ey/z?q", "http"},
-	} {
-		a, tg, s, err := splitURL(c.in)
-		if err != nil || a != c.authority || tg != c.target || s != c.scheme {
-			t.Errorf("splitURL(%q) = %q %q %q %v, want %q %q %q", c.in, a, tg, s, err, c.authority, c.target, c.scheme)
-		}
-	}
 }
 
 func TestServeRefusedConfig(t *testing.T) {
 	needWasm(t)
 	code, _, stderr := runCLI("serve", "--wasm", wasmPath, "--listen", "127.0.0.1:0", "--admin", "", "--workers", "1",
 		"--config", "testdata/bad-regex.json")
-	want := "wasmguard serve: testdata/bad-regex.json refused by the filter:\n" +
-		"wasmguard: configuration refused: block_patterns[1]: invalid regex \"(\": missing closing )\n"
+	want := "\nwasmguard serve: testdata/bad-regex.json: wasmguard: configuration refused: block_patterns[1]: invalid regex \"(\": missing closing )\n"
+	if code != exitFail || !strings.HasSuffix(stderr, want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant it to end with:%s", code, stderr, want)
+	}
+}
+
+func TestSoakRefusedConfig(t *testing.T) {
+	needWasm(t)
+	code, _, stderr := runCLI("soak", "--wasm", wasmPath, "--requests", "1", "--config", "testdata/typo.json")
+	want := "wasmguard soak: testdata/typo.json: wasmguard: configuration refused: rate_limit.burts: unknown key \"burts\" (did you mean \"burst\"?)\n"
 	if code != exitFail || !strings.HasSuffix(stderr, want) {
 		t.Fatalf("exit %d, stderr:\n%s\nwant it to end with:\n%s", code, stderr, want)
+	}
+}
+
+// checkPrefix fails the test unless every line of out starts with prefix.
+func checkPrefix(t *testing.T, out, prefix string) {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if l != "" && !strings.HasPrefix(l, prefix) {
+			t.Errorf("stderr line %q does not start with %q", l, prefix)
+		}
 	}
 }
 

@@ -104,15 +104,7 @@ func runServe(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts an
 	host, err := newHost(ctx, hostSpec{flags: f.host, config: config, workers: f.workers,
 		failurePolicy: policy, logLevel: level, logger: logs.record})
 	if err != nil {
-		lines, refused := refusal(err)
-		if refused {
-			fmt.Fprintf(e.stderr, "wasmguard serve: %s refused by the filter:\n", configName)
-		} else {
-			fmt.Fprint(e.stderr, "wasmguard serve: ")
-		}
-		for _, l := range lines {
-			fmt.Fprintln(e.stderr, l)
-		}
+		printStartError(e.stderr, c.name, configName, err)
 		return exitFail
 	}
 	defer host.Close(context.Background())

@@ -182,15 +182,7 @@ func runSoak(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts any
 	host, err := newHost(ctx, hostSpec{flags: f.host, config: config, workers: 1,
 		logLevel: wasmhost.LogError, logger: logs.record})
 	if err != nil {
-		lines, refused := refusal(err)
-		if refused {
-			fmt.Fprintf(e.stderr, "wasmguard soak: %s refused by the filter:\n", configName)
-		} else {
-			fmt.Fprint(e.stderr, "wasmguard soak: ")
-		}
-		for _, l := range lines {
-			fmt.Fprintln(e.stderr, l)
-		}
+		printStartError(e.stderr, c.name, configName, err)
 		return exitFail
 	}
 	defer host.Close(context.Background())

@@ -5,10 +5,13 @@
 // For each request [Handler] opens a [wasmhost.Stream] (one plugin HTTP
 // context, on the next worker VM) and drives it phase by phase:
 //
-//   - request headers, with source.address set from the TCP peer, the
-//     x-forwarded-for and x-forwarded-proto headers Envoy adds with
-//     envoy.yaml's use_remote_address: true, and x-request-id added by the
-//     host when absent;
+//   - request headers as [RequestHead] builds them: hop-by-hop headers and
+//     those the Connection header names removed, the x-forwarded-for and
+//     x-forwarded-proto headers Envoy adds with envoy.yaml's
+//     use_remote_address: true, the client's x-request-id replaced by a
+//     fresh one; source.address is the TCP peer. A request whose
+//     Connection header Envoy's codec refuses gets 400 without reaching
+//     the plugin ([ConnectionError]);
 //   - the request body, read in chunks of at most Options.ChunkSize bytes
 //     and fed as they arrive, so the plugin sees a large body in several
 //     callbacks (and buffers it itself when it pauses), then trailers
@@ -19,7 +22,10 @@
 //     client and nothing more reaches the upstream;
 //   - the upstream's response (or the 503/504 the proxy itself answers when
 //     the upstream fails) runs through the response phases the same way
-//     before it reaches the client.
+//     before it reaches the client, without its hop-by-hop headers and
+//     those its Connection header names. A response (or local reply)
+//     without Content-Type reaches the client without one: nothing is
+//     sniffed.
 //
 // A stream the plugin resets (Envoy's stream reset) aborts the client
 // connection. The upstream is an [http.RoundTripper]: [Echo], a built-in
@@ -29,6 +35,12 @@
 //
 // It speaks HTTP/1.1 without TLS, which is what loopback tests and
 // `make run` need; it is a test bed for the filter, not a production proxy.
+// Its HTTP/1 parsing is net/http's, which differs from Envoy's codec at the
+// edges: a request with both Transfer-Encoding: chunked and Content-Length
+// is read as chunked, the length dropped (RFC 9112 section 6.3 allows it;
+// Envoy answers 400 unless allow_chunked_length is set), and a target with
+// an invalid percent-escape ("/%zz") gets 400 from net/http before the
+// plugin sees it.
 package server
 
 import (
@@ -171,6 +183,15 @@ type upstreamResult struct {
 
 // ServeHTTP runs one exchange through the plugin.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := ConnectionError(r.Header); err != nil {
+		// Envoy's codec refuses the request before any filter runs, and
+		// closes the connection.
+		x := &exchange{h: h, w: w, r: r, start: time.Now(), note: err.Error()}
+		w.Header().Set("Connection", "close")
+		x.sendProxyReply(http.StatusBadRequest, "Bad Request")
+		h.access(x)
+		return
+	}
 	info := wasmhost.StreamInfo{SourceAddress: r.RemoteAddr, Protocol: r.Proto}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		info.DestinationAddress = la.String()
@@ -195,9 +216,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // access logs the exchange's one access line.
 func (h *Handler) access(x *exchange) {
-	line := fmt.Sprintf("access: %s %q %d %dB %s worker=%d", x.r.RemoteAddr,
+	line := fmt.Sprintf("access: %s %q %d %dB %s", x.r.RemoteAddr,
 		x.r.Method+" "+requestTarget(x.r), x.status, x.sent,
-		time.Since(x.start).Round(10*time.Microsecond), x.s.Worker())
+		time.Since(x.start).Round(10*time.Microsecond))
+	if x.s != nil {
+		line += " worker=" + strconv.Itoa(x.s.Worker())
+	}
 	if x.note != "" {
 		line += " " + x.note
 	}
@@ -214,8 +238,36 @@ func requestTarget(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-// requestHead builds the request header map the plugin sees.
-func requestHead(r *http.Request) wasmhost.RequestHead {
+// RequestHead returns the request head the Handler gives the plugin for
+// r, a request as net/http's server hands it to a handler. It is what
+// Envoy's HTTP connection manager, configured as envoy.yaml is
+// (use_remote_address: true, xff_num_trusted_hops: 0), hands its filters
+// for the same bytes on the wire:
+//
+//   - Method; Authority r.Host; Path the request target as sent, an
+//     absolute-form target reduced to its path and query; Scheme https
+//     when r.TLS is set, else http;
+//   - the regular headers, names lower-cased and sorted, the values of one
+//     name in order, without the hop-by-hop headers (connection,
+//     keep-alive, proxy-connection, transfer-encoding, upgrade, te,
+//     trailer) and without the headers the Connection header names
+//     (RFC 9110 section 7.6.1; Envoy's HTTP/1 codec removes them too);
+//   - content-length, r.ContentLength, when the client declared a length
+//     (a Content-Length header, or r.ContentLength > 0): never for a
+//     chunked body;
+//   - x-forwarded-for: the client's values joined, with the TCP peer's IP
+//     (from r.RemoteAddr, "ip:port") appended; x-forwarded-proto: Scheme,
+//     whatever the client sent;
+//   - no x-request-id: the client's is dropped, as Envoy at the edge drops
+//     an external client's (preserve_external_request_id: false, and since
+//     Envoy 1.33 no address counts as internal unless
+//     internal_address_config says so), and the host adds a fresh one.
+//
+// Headers the handler adds (content-length, x-forwarded-*) are added after
+// the Connection-named ones are removed, so a client cannot remove them.
+// The Handler refuses a request [ConnectionError] reports before it gets
+// here, as Envoy does.
+func RequestHead(r *http.Request) wasmhost.RequestHead {
 	head := wasmhost.RequestHead{
 		Method:    r.Method,
 		Path:      requestTarget(r),
@@ -231,10 +283,13 @@ func requestHead(r *http.Request) wasmhost.RequestHead {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	conn := r.Header.Values("Connection")
 	var xff string
 	for _, k := range keys {
 		lk := strings.ToLower(k)
-		if hopByHop(lk) || lk == "x-forwarded-proto" || lk == "content-length" {
+		switch {
+		case hopByHop(lk), lk == "content-length", lk == "x-forwarded-proto", lk == "x-request-id",
+			nominated(conn, lk):
 			continue
 		}
 		for _, v := range r.Header[k] {
@@ -245,8 +300,9 @@ func requestHead(r *http.Request) wasmhost.RequestHead {
 			head.Headers = append(head.Headers, [2]string{lk, v})
 		}
 	}
-	// net/http keeps the length out of r.Header; Envoy's filters see it.
-	if r.ContentLength > 0 {
+	// net/http keeps a declared Content-Length in r.Header (it removes it
+	// from a chunked request); r.ContentLength is its parsed value.
+	if _, declared := r.Header["Content-Length"]; r.ContentLength > 0 || (declared && r.ContentLength == 0) {
 		head.Headers = append(head.Headers, [2]string{"content-length", strconv.FormatInt(r.ContentLength, 10)})
 	}
 	// envoy.yaml has use_remote_address: true: Envoy appends the peer to
@@ -278,13 +334,66 @@ func hopByHop(lk string) bool {
 	return false
 }
 
+// MaxConnectionTokens is the most names a request's Connection headers
+// may list together: Envoy's HTTP/1 codec answers 400 to ten or more
+// (MAX_ALLOWED_NOMINATED_HEADERS in its sanitizeConnectionHeader).
+const MaxConnectionTokens = 9
+
+// ConnectionError reports why Envoy's HTTP/1 codec would refuse, with 400
+// and before any filter runs, a request whose headers are h; nil when it
+// would not. Its Connection headers (a comma-separated list, in one or
+// more headers) must list at most MaxConnectionTokens names, and none of
+// x-forwarded-for, x-forwarded-host, x-forwarded-proto or a
+// pseudo-header: removing those would hide where the request came from.
+func ConnectionError(h http.Header) error {
+	n := 0
+	for _, v := range h.Values("Connection") {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = strings.Trim(tok, " \t"); tok == "" {
+				continue
+			}
+			n++
+			if strings.HasPrefix(tok, ":") || strings.EqualFold(tok, "x-forwarded-for") ||
+				strings.EqualFold(tok, "x-forwarded-host") || strings.EqualFold(tok, "x-forwarded-proto") {
+				return fmt.Errorf("connection header names %q", tok)
+			}
+		}
+	}
+	if n > MaxConnectionTokens {
+		return fmt.Errorf("connection header lists %d names, more than %d", n, MaxConnectionTokens)
+	}
+	return nil
+}
+
+// nominated reports whether the Connection header values conn name the
+// header lk (lower case): RFC 9110 section 7.6.1 makes such a header
+// connection-specific, so a proxy removes it before forwarding. conn is a
+// comma-separated list in one or more values; names compare
+// case-insensitively, spaces and tabs around them ignored. It does not
+// allocate.
+func nominated(conn []string, lk string) bool {
+	for _, v := range conn {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			// Names are ASCII tokens: equal lengths first, cheaply.
+			if tok = strings.Trim(tok, " \t"); len(tok) == len(lk) && tok != "" && strings.EqualFold(tok, lk) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // requestPhase feeds the request to the plugin and the upstream. It
 // returns true when the exchange is over (a local reply was sent).
 func (x *exchange) requestPhase() bool {
 	r := x.r
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	hasTrailers := len(r.Trailer) > 0
-	st, err := x.s.RequestHeaders(requestHead(r), !hasBody && !hasTrailers)
+	st, err := x.s.RequestHeaders(RequestHead(r), !hasBody && !hasTrailers)
 	if x.onRequestStep(st, err) {
 		return true
 	}
@@ -562,8 +671,9 @@ func (x *exchange) responsePhase() {
 	resp := res.resp
 	defer resp.Body.Close()
 	headers := make([][2]string, 0, len(resp.Header)+1)
+	conn := resp.Header.Values("Connection")
 	for _, kv := range flatten(resp.Header) {
-		if !hopByHop(kv[0]) {
+		if !hopByHop(kv[0]) && !nominated(conn, kv[0]) {
 			headers = append(headers, kv)
 		}
 	}
@@ -652,6 +762,7 @@ func (x *exchange) onResponseStep(st wasmhost.Step, err error) bool {
 			status = http.StatusBadGateway
 		}
 		copyHeaders(w.Header(), st.Headers)
+		noSniff(w.Header())
 		if st.EndOfStream && st.Trailers == nil && bodyAllowed(x.r.Method, status) {
 			// The whole body is known: its length is exact, whatever the
 			// plugin did to it.
@@ -703,6 +814,7 @@ func (x *exchange) sendLocal(lr *wasmhost.LocalResponse) {
 		x.note = strings.TrimSpace(x.note + " details=" + lr.Details)
 	}
 	copyHeaders(x.w.Header(), lr.Headers)
+	noSniff(x.w.Header())
 	x.w.Header().Set("Content-Length", strconv.Itoa(len(lr.Body)))
 	x.status = status
 	x.respHeaders, x.respDone = true, true
@@ -743,6 +855,16 @@ func copyHeaders(dst http.Header, h [][2]string) {
 	}
 }
 
+// noSniff keeps net/http from labelling a body that has no Content-Type:
+// its ResponseWriter would sniff one (an upstream's "<script>…" would
+// reach the client as text/html), where Envoy sends the response as it
+// is. A nil value suppresses the sniffing and writes no header.
+func noSniff(h http.Header) {
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil
+	}
+}
+
 // bodyAllowed reports whether a response to method with status carries a
 // body whose length Content-Length gives (not HEAD, 1xx, 204 or 304).
 func bodyAllowed(method string, status int) bool {
@@ -753,7 +875,8 @@ func bodyAllowed(method string, status int) bool {
 // response.
 func validStatus(s int) bool { return s >= 200 && s <= 999 }
 
-// validHeaderName reports whether s is an HTTP token (RFC 9110 5.6.2).
+// ValidToken reports whether s is an HTTP token (RFC 9110 section 5.6.2),
+// the syntax of a header name and of a method.
 func ValidToken(s string) bool {
 	if s == "" {
 		return false

@@ -406,10 +406,12 @@ func TestRequestHead(t *testing.T) {
 	r.Header.Set("X-Forwarded-For", "203.0.113.1")
 	r.Header.Set("X-Forwarded-Proto", "https") // a client cannot claim https
 	r.Header.Set("Connection", "keep-alive, x-secret")
+	r.Header.Set("X-Secret", "named by Connection")
+	r.Header.Set("X-Request-Id", "chosen-by-the-client")
 	r.Header.Set("Te", "trailers")
 	r.Header.Add("Accept", "a")
 	r.Header.Add("Accept", "b")
-	head := requestHead(r)
+	head := RequestHead(r)
 	if head.Method != "POST" || head.Path != "/a%2Fb?q=1" || head.Authority != "shop.example" || head.Scheme != "http" {
 		t.Errorf("head = %s %s %s %s", head.Method, head.Path, head.Authority, head.Scheme)
 	}
