@@ -122,7 +122,7 @@ Examples:
   wasmguard check my.json -- POST /comments 'content-type: application/json' --body '{"c":"hi"}'`,
 	flags: func(fs *flag.FlagSet) any {
 		f := &checkFlags{}
-		f.host.register(fs)
+		f.host.registerStream(fs)
 		fs.StringVar(&f.from, "from", defaultFrom, "the client's `ADDR` (ip:port), the filter's source.address and rate-limit key")
 		return f
 	},

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wasmguard/wasmguard/internal/server"
 	"github.com/wasmguard/wasmguard/internal/wasmhost"
 )
 
@@ -31,16 +32,31 @@ const (
 	designConfigName = "the design configuration (testdata/config/seed.json)"
 )
 
-// hostFlags are the flags every command has.
+// hostFlags are the flags every command has, and those of the commands
+// that run requests (registerStream).
 type hostFlags struct {
 	wasm    string
 	profile string
+	// allowOnHeadersStopIteration is wasmhost's
+	// Options.AllowOnHeadersStopIteration.
+	allowOnHeadersStopIteration bool
 }
 
 func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.wasm, "wasm", defaultWasm, "load the filter module from `PATH` (make build writes ./security.wasm)")
 	fs.StringVar(&h.profile, "profile", wasmhost.Envoy133.String(),
 		"reproduce the WASI of Envoy `VERSION`: envoy-1.33 (Envoy 1.33 to 1.38) or envoy-1.39 (1.39 and later)")
+}
+
+// registerStream adds the flags of the commands that run requests
+// (serve, check, soak) to register's.
+func (h *hostFlags) registerStream(fs *flag.FlagSet) {
+	h.register(fs)
+	fs.BoolVar(&h.allowOnHeadersStopIteration, "allow-on-headers-stop-iteration", false, fmt.Sprintf(
+		"run the filter as Envoy does with the plugin's allow_on_headers_stop_iteration: true (a PluginConfig field, Envoy 1.35 and later): "+
+			"a filter that holds the request headers still gets the body. Without it, as in Envoy by default, the body reaches the filter "+
+			"only once it lets the headers go, so with hold_headers in the configuration a request with a body gets no verdict "+
+			"(serve answers 408 when its pause timeout of %v ends; check fails after %v)", server.DefaultPauseTimeout, checkTimeout))
 }
 
 // readLimited reads a file ("-" is standard input) of at most max bytes,
@@ -122,6 +138,8 @@ func newHost(ctx context.Context, spec hostSpec) (*wasmhost.Host, error) {
 		PluginConfig:  spec.config,
 		LogLevel:      spec.logLevel,
 		Logger:        logger,
+
+		AllowOnHeadersStopIteration: spec.flags.allowOnHeadersStopIteration,
 	})
 }
 

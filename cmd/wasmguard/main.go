@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wasmguard/wasmguard/internal/server"
 )
@@ -56,6 +57,9 @@ type env struct {
 	stdout, stderr io.Writer
 	// started, when set, is called by serve once it listens.
 	started func(*server.Server)
+	// pauseTimeout, when set, is serve's server.Options.PauseTimeout
+	// (tests); 0 is the server's default.
+	pauseTimeout time.Duration
 }
 
 // command is one subcommand.

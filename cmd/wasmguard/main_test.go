@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -73,6 +74,13 @@ type served struct {
 // ends (failing it unless the shutdown is clean).
 func startServe(t *testing.T, args ...string) *served {
 	t.Helper()
+	return startServeEnv(t, env{}, args...)
+}
+
+// startServeEnv is startServe with the test hooks of base (its
+// pauseTimeout); its output writers and started hook are replaced.
+func startServeEnv(t *testing.T, base env, args ...string) *served {
+	t.Helper()
 	needWasm(t)
 	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,8 +88,10 @@ func startServe(t *testing.T, args ...string) *served {
 	exited := make(chan int, 1)
 	full := append([]string{"serve", "--wasm", wasmPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...)
 	go func() {
-		exited <- runContext(ctx, full, &env{stdout: s.stdout, stderr: s.stderr,
-			started: func(srv *server.Server) { started <- srv }})
+		e := base
+		e.stdout, e.stderr = s.stdout, s.stderr
+		e.started = func(srv *server.Server) { started <- srv }
+		exited <- runContext(ctx, full, &e)
 	}()
 	select {
 	case s.srv = <-started:
@@ -275,6 +285,17 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+	t.Run("hold_headers with --allow-on-headers-stop-iteration", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "hold.json")
+		if err := os.WriteFile(cfg, []byte(`{"block_patterns": [".*<script.*>.*</script>.*"], "hold_headers": true}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI("check", "--wasm", wasmPath, "--allow-on-headers-stop-iteration", cfg, "--",
+			"POST", "/comments", "content-type: application/x-www-form-urlencoded", "--body", "msg=<script>alert(1)</script>")
+		if code != exitOK || !strings.Contains(stdout, "status: 403 (blocked)\nrule: block_patterns[0]\n") {
+			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+	})
 	t.Run("refused config", func(t *testing.T) {
 		code, _, stderr := runCLI("check", "--wasm", wasmPath, "testdata/bad-regex.json", "--", "GET", "/")
 		if code != exitFail || !strings.Contains(stderr, "wasmguard check: testdata/bad-regex.json: wasmguard: configuration refused: block_patterns[1]") {

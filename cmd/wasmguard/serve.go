@@ -53,7 +53,7 @@ Examples:
   wasmguard serve --listen 127.0.0.1:0 --admin ""      # any free port, no admin`,
 	flags: func(fs *flag.FlagSet) any {
 		f := &serveFlags{}
-		f.host.register(fs)
+		f.host.registerStream(fs)
 		fs.StringVar(&f.listen, "listen", "127.0.0.1:10000", "serve the proxy on `ADDR` (host:port; port 0 picks a free one)")
 		fs.StringVar(&f.admin, "admin", "127.0.0.1:9901", "serve the admin page (/stats, /ready) on `ADDR`; \"\" for none")
 		fs.StringVar(&f.config, "config", "", "read the filter's JSON configuration from `FILE`; without it, the design configuration (testdata/config/seed.json): block .exe/.dll/.scr/.bat paths and <script> tags, 100 requests a minute per client in bursts of up to 20")
@@ -110,6 +110,7 @@ func runServe(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts an
 	defer host.Close(context.Background())
 
 	hopts.Host = host
+	hopts.PauseTimeout = e.pauseTimeout
 	hopts.Log = func(level wasmhost.LogLevel, msg string) { logs.line(level, msg) }
 	srv, err := server.Start(server.Config{Listen: f.listen, Admin: f.admin, Handler: hopts})
 	if err != nil {
@@ -145,8 +146,12 @@ func runServe(ctx context.Context, e *env, c *command, fs *flag.FlagSet, opts an
 func printBanner(e *env, f *serveFlags, srv *server.Server, host *wasmhost.Host, policy wasmhost.FailurePolicy, configName, upstream string) {
 	base := "http://" + curlAddr(srv.Addr())
 	w := e.stdout
-	fmt.Fprintf(w, "wasmguard: %s on %d worker VM(s), Envoy profile %s, %s, configuration: %s\n",
-		f.host.wasm, host.Workers(), host.Profile(), policy, configName)
+	allow := ""
+	if f.host.allowOnHeadersStopIteration {
+		allow = ", allow_on_headers_stop_iteration"
+	}
+	fmt.Fprintf(w, "wasmguard: %s on %d worker VM(s), Envoy profile %s%s, %s, configuration: %s\n",
+		f.host.wasm, host.Workers(), host.Profile(), allow, policy, configName)
 	fmt.Fprintf(w, "  proxy:  %s  ->  %s\n", base, upstream)
 	if a := srv.AdminAddr(); a != "" {
 		fmt.Fprintf(w, "  admin:  http://%s  (/stats, /ready)\n", curlAddr(a))

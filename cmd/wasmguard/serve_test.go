@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -392,5 +393,82 @@ func TestServeRateLimitAcrossWorkers(t *testing.T) {
 	}
 	if len(seen) != hammerWorkers {
 		t.Errorf("requests ran on %d worker(s) %v, want all %d", len(seen), seen, hammerWorkers)
+	}
+}
+
+// TestServeHeadersStopIteration runs form posts through `serve` with the
+// seed configuration, which lets the headers go and holds the body, and
+// with hold_headers, which holds the headers too: that works with
+// --allow-on-headers-stop-iteration (Envoy's allow_on_headers_stop_iteration,
+// Envoy 1.35 and later); without it, as in Envoy by default, the filter gets
+// no body callback while it holds the headers, so a request with a body
+// gets no verdict and ends when the pause timeout does (408).
+func TestServeHeadersStopIteration(t *testing.T) {
+	const pauseTimeout = 300 * time.Millisecond
+	seed, err := os.ReadFile(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(seed, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["hold_headers"] = true
+	hold, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdPath := filepath.Join(t.TempDir(), "hold-headers.json")
+	if err := os.WriteFile(holdPath, hold, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		evil   = "msg=<script>alert(1)</script>"
+		benign = "msg=hello+world&n=1"
+	)
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	for _, c := range []struct {
+		name         string
+		args         []string
+		evil, benign int
+	}{
+		{"seed", nil, 403, 200},
+		{"hold_headers with --allow-on-headers-stop-iteration", []string{"--config", holdPath, "--allow-on-headers-stop-iteration"}, 403, 200},
+		{"hold_headers without it", []string{"--config", holdPath}, http.StatusRequestTimeout, http.StatusRequestTimeout},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startServeEnv(t, env{pauseTimeout: pauseTimeout}, append([]string{"--workers", "1"}, c.args...)...)
+			base := "http://" + s.srv.Addr()
+			if banner, allow := s.stdout.String(), len(c.args) > 2; strings.Contains(banner, ", allow_on_headers_stop_iteration,") != allow {
+				t.Errorf("the banner names allow_on_headers_stop_iteration: %v, want %v:\n%s", !allow, allow, banner)
+			}
+			cl := clientAt("127.0.0.1", false)
+			got, err := sendRaw(cl, base, "POST", "/comment", form, evil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.status != c.evil {
+				t.Fatalf("POST %q: %d, want %d (%.300q)", evil, got.status, c.evil, got.body)
+			}
+			if c.evil == 403 && got.header.Get("x-wasmguard-rule") != "block_patterns[1]" {
+				t.Errorf("POST %q: x-wasmguard-rule %q, want block_patterns[1]", evil, got.header.Get("x-wasmguard-rule"))
+			}
+			got, err = sendRaw(cl, base, "POST", "/comment", form, benign)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.status != c.benign {
+				t.Fatalf("POST %q: %d, want %d (%.300q)", benign, got.status, c.benign, got.body)
+			}
+			if c.benign == 200 {
+				var echo server.EchoReply
+				if err := json.Unmarshal(got.body, &echo); err != nil || echo.Body != benign || echo.Headers["content-type"] != form["Content-Type"] {
+					t.Errorf("the echo upstream got %+v (%v), want the body %q intact", echo, err, benign)
+				}
+			}
+			if c.evil == http.StatusRequestTimeout && !strings.Contains(s.stderr.String(), "request paused past the pause timeout") {
+				t.Errorf("no access line says the request was paused past the pause timeout:\n%s", s.stderr)
+			}
+		})
 	}
 }

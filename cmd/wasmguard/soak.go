@@ -55,7 +55,7 @@ Example:
   wasmguard soak --requests 1000000`,
 	flags: func(fs *flag.FlagSet) any {
 		f := &soakFlags{}
-		f.host.register(fs)
+		f.host.registerStream(fs)
 		fs.StringVar(&f.config, "config", "", "read the filter's JSON configuration from `FILE`; without it, the design configuration (testdata/config/seed.json)")
 		fs.IntVar(&f.requests, "requests", 1_000_000, fmt.Sprintf("send `N` requests (1 to %d)", maxSoakRequests))
 		return f

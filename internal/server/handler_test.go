@@ -161,9 +161,12 @@ func bodySizes(t *testing.T, s string) []int {
 
 // TestChunkSize checks that a body reaches the plugin in several
 // callbacks of at most ChunkSize bytes each, at the edges 1 and a size
-// larger than the body, with and without a known length.
+// larger than the body, with and without a known length. The plugin
+// records the sizes in a request header it holds ("pausebody"), which
+// needs allow_on_headers_stop_iteration: by default Envoy calls no body
+// callback while the headers are held.
 func TestChunkSize(t *testing.T) {
-	host := newPluginHost(t, wasmhost.Options{})
+	host := newPluginHost(t, wasmhost.Options{AllowOnHeadersStopIteration: true})
 	body := []byte(strings.Repeat("0123456789", 350)) // 3500 bytes
 	for _, c := range []struct {
 		chunk   int
@@ -278,8 +281,10 @@ func TestPluginDecisions(t *testing.T) {
 	}{
 		{name: "deny in request headers", xtest: "deny", status: 403, wantBody: "denied"},
 		{name: "deny with a body pending", xtest: "deny", body: "some body", status: 403, wantBody: "denied"},
-		{name: "body judged whole", xtest: "pausebody", body: "an evil payload", status: 403, wantBody: "blocked"},
-		{name: "rewritten body", xtest: "pausebody,rewritebody", body: "hello world", status: 200, upstream: 1,
+		// The headers went on before the verdict: the upstream request
+		// started, and the local reply aborts it.
+		{name: "body judged whole", xtest: "holdbody", body: "an evil payload", status: 403, wantBody: "blocked", upstream: 1},
+		{name: "rewritten body", xtest: "holdbody,rewritebody", body: "hello world", status: 200, upstream: 1,
 			check: func(t *testing.T, r reply) {
 				e := r.echo(t)
 				if e.Body != "rewritten" || e.BodyBytes != 9 {
@@ -297,6 +302,10 @@ func TestPluginDecisions(t *testing.T) {
 				}
 			}},
 		{name: "held past the pause timeout", xtest: "waittick", status: http.StatusRequestTimeout},
+		// Envoy's default: no body callback while the headers are held,
+		// so a plugin that waits for one never decides.
+		{name: "headers held waiting for a body callback", xtest: "pausebody", body: "an evil payload",
+			status: http.StatusRequestTimeout},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -479,4 +488,102 @@ func TestRequestTrailers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHeadersStopIteration runs a plugin that holds the request headers
+// while it waits for the body, with and without
+// allow_on_headers_stop_iteration: the test plugin's "pausebody" and
+// security.wasm with hold_headers (the seed patterns), next to
+// security.wasm's default, which lets the headers go and holds the body.
+// Without the option the request gets no verdict: it ends with the pause
+// timeout's 408 and reaches no upstream.
+func TestHeadersStopIteration(t *testing.T) {
+	const pauseTimeout = 200 * time.Millisecond
+	var seed map[string]any
+	if err := json.Unmarshal(seedConfig(t), &seed); err != nil {
+		t.Fatal(err)
+	}
+	seed["hold_headers"] = true
+	holdHeaders, err := json.Marshal(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		evil   = "msg=<script>alert(1)</script>"
+		benign = "msg=hello+world&n=1"
+	)
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	type send1 struct {
+		xtest  string
+		body   string
+		status int
+		// upstream: the upstream request started (the headers went on
+		// before the verdict; a 403 then aborts it).
+		upstream bool
+	}
+	for _, c := range []struct {
+		name  string
+		host  func(t *testing.T) *wasmhost.Host
+		sends []send1
+	}{
+		{"test plugin, allow_on_headers_stop_iteration", func(t *testing.T) *wasmhost.Host {
+			return newPluginHost(t, wasmhost.Options{AllowOnHeadersStopIteration: true})
+		}, []send1{{"pausebody", "an evil payload", 403, false}, {"pausebody", "a fine payload", 200, true}}},
+		{"test plugin, Envoy's default", func(t *testing.T) *wasmhost.Host {
+			return newPluginHost(t, wasmhost.Options{})
+		}, []send1{{"pausebody", "an evil payload", http.StatusRequestTimeout, false}, {"holdbody", "an evil payload", 403, true},
+			{"holdbody", "a fine payload", 200, true}}},
+		{"security.wasm seed, Envoy's default", func(t *testing.T) *wasmhost.Host {
+			return newSeedHost(t, 1, nil)
+		}, []send1{{"", evil, 403, true}, {"", benign, 200, true}}},
+		{"security.wasm hold_headers, allow_on_headers_stop_iteration", func(t *testing.T) *wasmhost.Host {
+			h, err := wasmhost.New(context.Background(), securityWasmOrSkip(t), wasmhost.Options{PluginConfig: holdHeaders,
+				AllowOnHeadersStopIteration: true, Logger: discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Close(context.Background()) })
+			return h
+		}, []send1{{"", evil, 403, false}, {"", benign, 200, true}}},
+		{"security.wasm hold_headers, Envoy's default", func(t *testing.T) *wasmhost.Host {
+			h, err := wasmhost.New(context.Background(), securityWasmOrSkip(t), wasmhost.Options{PluginConfig: holdHeaders, Logger: discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Close(context.Background()) })
+			return h
+		}, []send1{{"", evil, http.StatusRequestTimeout, false}, {"", benign, http.StatusRequestTimeout, false}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := &countingUpstream{next: Echo{}}
+			base := proxyServer(t, Options{Host: c.host(t), Upstream: up, PauseTimeout: pauseTimeout})
+			for _, s := range c.sends {
+				before := up.n.Load()
+				h := form.Clone()
+				if s.xtest != "" {
+					h.Set("X-Test", s.xtest)
+				}
+				got := send(t, nil, "POST", base+"/comment", h, strings.NewReader(s.body))
+				if got.status != s.status {
+					t.Fatalf("x-test %q, body %q: status %d, want %d (%.300q)", s.xtest, s.body, got.status, s.status, got.body)
+				}
+				if reached := up.n.Load() - before; reached != b2n(s.upstream) {
+					t.Errorf("x-test %q, body %q: the upstream request started %d time(s), want %d", s.xtest, s.body, reached, b2n(s.upstream))
+				}
+				if s.status != 200 {
+					continue
+				}
+				if e := got.echo(t); e.Body != s.body {
+					t.Errorf("x-test %q: the upstream got body %q, want %q intact", s.xtest, e.Body, s.body)
+				}
+			}
+		})
+	}
+}
+
+func b2n(b bool) int32 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -26,15 +26,16 @@ func BenchmarkExchange(b *testing.B) {
 	}
 }
 
-// BenchmarkPausedBody holds headers and a three-chunk body until the end,
-// then reads the whole body in the plugin (proxy_get_buffer_bytes).
+// BenchmarkPausedBody lets the headers go and holds a three-chunk body
+// until the end, then reads the whole body in the plugin
+// (proxy_get_buffer_bytes).
 func BenchmarkPausedBody(b *testing.B) {
 	h, err := New(context.Background(), testPlugin, Options{Logger: func(LogRecord) {}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer h.Close(context.Background())
-	r := req("pausebody", "first chunk ", "second chunk ", "third chunk")
+	r := req("holdbody", "first chunk ", "second chunk ", "third chunk")
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -25,6 +25,21 @@
 // [Step]) or in one call ([Stream.ProcessRequest],
 // [Stream.ProcessResponse], [Host.Exchange]).
 //
+// # Stopping at the headers
+//
+// As in Envoy, a headers callback that returns non-zero (the Go SDK's
+// ActionPause, StopIteration) stops all iteration of that direction by
+// default (StopAllIterationAndWatermark): the body and trailers that
+// follow are held by the host and reach no plugin callback until the
+// plugin continues the stream, from a tick, a queue or another stream's
+// callback; then the plugin gets the held body in one body callback and
+// the trailers after it. A plugin that pauses at the headers and waits
+// for its body callback therefore waits forever, in Envoy as here.
+// [Options.AllowOnHeadersStopIteration] (Envoy's
+// allow_on_headers_stop_iteration, Envoy 1.35 and later) makes the result
+// a plain StopIteration instead: body and trailers callbacks run while the
+// headers are held.
+//
 // # Envoy's WASI
 //
 // The host implements WASI itself instead of instantiating wazero's

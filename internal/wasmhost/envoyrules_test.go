@@ -3,9 +3,11 @@ package wasmhost
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Memory layout of bodyProbe.
@@ -282,4 +284,170 @@ func TestSharedDataCASInterleaved(t *testing.T) {
 	if v := h.SharedData()["casx"]; string(v.Value) != "set" {
 		t.Fatalf("casx = %q, want \"set\"", v.Value)
 	}
+}
+
+// A headers callback that stops is, by default, Envoy's
+// StopAllIterationAndWatermark (cpp-host convertVmCallResultToFilterHeadersStatus;
+// proxy-wasm-cpp-host issue #143): what follows is held and no body or
+// trailers callback runs until the plugin continues; then
+// ActiveStreamFilterBase::commonContinue gives the plugin the held body in
+// one callback (end_of_stream when no trailers came) and the trailers
+// after it. The test plugin's "waittick" holds the headers; another
+// stream's "resumereq" continues them through proxy_set_effective_context.
+func TestHeadersStopAllIteration(t *testing.T) {
+	type feed struct {
+		body     string
+		trailers bool // trailers instead of a body chunk
+		end      bool
+	}
+	cases := []struct {
+		name        string
+		opts        Options
+		feeds       []feed
+		resumeFirst bool     // continue before anything is fed
+		before      []string // callbacks run while the stream is fed
+		after       []string // callbacks run by a continue after that
+		body        string   // released body
+		trailers    bool     // trailers released
+	}{
+		{name: "the body waits and comes in one callback",
+			feeds: []feed{{body: "ab"}, {body: "cd", end: true}},
+			after: []string{"request body size=4 end=true"}, body: "abcd"},
+		{name: "the trailers come after the held body",
+			feeds: []feed{{body: "ab"}, {trailers: true}},
+			after: []string{"request body size=2 end=false", "request trailers n=1"}, body: "ab", trailers: true},
+		{name: "an empty last chunk is still a body callback",
+			feeds: []feed{{body: "", end: true}},
+			after: []string{"request body size=0 end=true"}},
+		{name: "trailers without a body",
+			feeds: []feed{{trailers: true}},
+			after: []string{"request trailers n=1"}, trailers: true},
+		{name: "the held body is not held to BufferLimit (watermark)", opts: Options{BufferLimit: 4},
+			feeds: []feed{{body: "abc"}, {body: "def", end: true}},
+			after: []string{"request body size=6 end=true"}, body: "abcdef"},
+		{name: "continued before the body: chunks come one by one", resumeFirst: true,
+			feeds:  []feed{{body: "ab"}, {body: "cd", end: true}},
+			before: []string{"request body size=2 end=false", "request body size=2 end=true"}, body: "abcd"},
+		{name: "allow_on_headers_stop_iteration: callbacks run while the headers are held",
+			opts:   Options{AllowOnHeadersStopIteration: true},
+			feeds:  []feed{{body: "ab"}, {body: "cd"}, {trailers: true}},
+			before: []string{"request body size=2 end=false", "request body size=2 end=false", "request trailers n=1"},
+			body:   "abcd", trailers: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, sink := newTestHost(t, testPlugin, c.opts)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, _ := h.NewStream(StreamInfo{})
+			defer s.Close()
+			var got Verdict
+			add := func(what string, st Step, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				if _, err := got.add(st, nil); err != nil || st.Action == LocalReply || st.Action == Reset {
+					t.Fatalf("%s: %+v, want no local reply or reset", what, st)
+				}
+			}
+			resume := func() {
+				t.Helper()
+				exchange(t, h, req("resumereq"))
+				st, err := s.Wait(ctx)
+				add("after the continue", st, err)
+				if st.Headers == nil || st.Action != Continue {
+					t.Fatalf("after the continue: %+v, want the headers released", st)
+				}
+			}
+			st, err := s.RequestHeaders(req("waittick,bodylog").RequestHead, false)
+			add("headers", st, err)
+			if st.Action != Pause || st.Headers != nil {
+				t.Fatalf("headers: %+v, want them held", st)
+			}
+			if c.resumeFirst {
+				resume()
+			}
+			for i, f := range c.feeds {
+				if f.trailers {
+					st, err = s.RequestTrailers([][2]string{{"x-checksum", "1"}})
+				} else {
+					st, err = s.RequestBody([]byte(f.body), f.end)
+				}
+				add(fmt.Sprintf("feed %d", i), st, err)
+			}
+			if l := callbackLog(sink); !equalStrings(l, c.before) {
+				t.Fatalf("callbacks while feeding %q, want %q", l, c.before)
+			}
+			if !c.resumeFirst && !c.opts.AllowOnHeadersStopIteration {
+				if got.Headers != nil || len(got.Body) > 0 {
+					t.Fatalf("released %+v before the continue, want nothing", got)
+				}
+				resume()
+			}
+			if l := callbackLog(sink)[len(c.before):]; !equalStrings(l, c.after) {
+				t.Errorf("callbacks by the continue %q, want %q", l, c.after)
+			}
+			if string(got.Body) != c.body || (got.Trailers != nil) != c.trailers || got.Headers == nil {
+				t.Errorf("released headers %v, body %q, trailers %v; want body %q, trailers %v",
+					got.Headers != nil, got.Body, got.Trailers, c.body, c.trailers)
+			}
+			s.w.mu.Lock()
+			done := s.req.done
+			s.w.mu.Unlock()
+			if !done {
+				t.Error("the end of the request was not released")
+			}
+		})
+	}
+
+	t.Run("response headers", func(t *testing.T) {
+		h, sink := newTestHost(t, testPlugin, Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, _ := h.NewStream(StreamInfo{})
+		defer s.Close()
+		if st, err := s.RequestHeaders(req("waitresp,bodylog").RequestHead, true); err != nil || st.Action != Continue {
+			t.Fatalf("request: %+v, %v", st, err)
+		}
+		if st, err := s.ResponseHeaders(200, nil, false); err != nil || st.Action != Pause {
+			t.Fatalf("response headers: %+v, %v; want them held", st, err)
+		}
+		if st, err := s.ResponseBody([]byte("xy"), true); err != nil || st.Action != Pause || len(st.Body) > 0 {
+			t.Fatalf("response body: %+v, %v; want it held", st, err)
+		}
+		if l := callbackLog(sink); len(l) > 0 {
+			t.Fatalf("callbacks %q ran while the response headers stopped all iteration", l)
+		}
+		exchange(t, h, req("resumeresp"))
+		st, err := s.Wait(ctx)
+		if err != nil || !st.Response || st.Action != Continue || header(t, st.Headers, ":status") != "200" ||
+			string(st.Body) != "xy" || !st.EndOfStream {
+			t.Fatalf("after the continue: %+v, %v; want the response released whole", st, err)
+		}
+		if l, want := callbackLog(sink), []string{"response body size=2 end=true"}; !equalStrings(l, want) {
+			t.Errorf("callbacks %q, want %q", l, want)
+		}
+	})
+
+	t.Run("the plugin judges the body it gets at the continue", func(t *testing.T) {
+		h, _ := newTestHost(t, testPlugin, Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, _ := h.NewStream(StreamInfo{})
+		defer s.Close()
+		if _, err := s.RequestHeaders(req("waittick,holdbody").RequestHead, false); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range []string{"an ev", "il body"} {
+			if st, err := s.RequestBody([]byte(c), i == 1); err != nil || st.Action != Pause {
+				t.Fatalf("chunk %d: %+v, %v; want it held", i, st, err)
+			}
+		}
+		exchange(t, h, req("resumereq"))
+		st, err := s.Wait(ctx)
+		if err != nil || st.Action != LocalReply || st.Local.Status != 403 {
+			t.Fatalf("after the continue: %+v, %v; want the plugin's 403", st, err)
+		}
+	})
 }

@@ -41,7 +41,8 @@ func clientBody(v Verdict) string {
 }
 
 // Driving a stream callback by callback, as an HTTP server streaming a
-// request body does: the plugin holds headers and body until the end.
+// request body does: the plugin lets the headers go and holds the body
+// until its end.
 func ExampleStream() {
 	ctx := context.Background()
 	h, err := New(ctx, testPlugin, Options{Logger: func(LogRecord) {}})
@@ -53,15 +54,15 @@ func ExampleStream() {
 	s, _ := h.NewStream(StreamInfo{SourceAddress: "127.0.0.1:50000"})
 	defer s.Close()
 	st, _ := s.RequestHeaders(RequestHead{Method: "POST", Path: "/upload",
-		Headers: [][2]string{{"x-test", "pausebody"}}}, false)
-	fmt.Println("headers:", st.Action)
+		Headers: [][2]string{{"x-test", "holdbody"}}}, false)
+	path, _ := HeaderValue(st.Headers, ":path")
+	fmt.Println("headers:", st.Action, path)
 	st, _ = s.RequestBody([]byte("part one, "), false)
 	fmt.Println("chunk 1:", st.Action, len(st.Body))
 	st, _ = s.RequestBody([]byte("part two"), true)
-	size, _ := HeaderValue(st.Headers, "x-body-size")
-	fmt.Printf("chunk 2: %s %q end=%v x-body-size=%s\n", st.Action, st.Body, st.EndOfStream, size)
+	fmt.Printf("chunk 2: %s %q end=%v\n", st.Action, st.Body, st.EndOfStream)
 	// Output:
-	// headers: pause
+	// headers: continue /upload
 	// chunk 1: pause 0
-	// chunk 2: continue "part one, part two" end=true x-body-size=18
+	// chunk 2: continue "part one, part two" end=true
 }

@@ -264,10 +264,16 @@ func TestLocalResponse(t *testing.T) {
 	}
 }
 
+// TestPauseBuffersBody holds a body in the body callback until its end,
+// both ways a plugin can: holding the headers too ("pausebody", which
+// needs Options.AllowOnHeadersStopIteration, Envoy's
+// allow_on_headers_stop_iteration) or letting them go first ("holdbody",
+// what works in Envoy by default).
 func TestPauseBuffersBody(t *testing.T) {
-	h, sink := newTestHost(t, testPlugin, Options{})
-	t.Run("step by step", func(t *testing.T) {
-		s, _ := h.NewStream(StreamInfo{})
+	allow, sink := newTestHost(t, testPlugin, Options{AllowOnHeadersStopIteration: true})
+	def, defSink := newTestHost(t, testPlugin, Options{})
+	t.Run("step by step, headers held (allow_on_headers_stop_iteration)", func(t *testing.T) {
+		s, _ := allow.NewStream(StreamInfo{})
 		defer s.Close()
 		r := req("pausebody,bodysizes")
 		steps := []func() (Step, error){
@@ -295,20 +301,51 @@ func TestPauseBuffersBody(t *testing.T) {
 			t.Errorf("x-body-size %q, want 6", got)
 		}
 	})
-	t.Run("payload split across chunks is blocked", func(t *testing.T) {
-		_, client := exchange(t, h, req("pausebody", "an ev", "il body"))
-		if client.Local == nil || client.Local.Status != 403 || string(client.Local.Body) != "blocked" {
-			t.Fatalf("client got %+v, want 403 blocked", client)
+	t.Run("step by step, headers gone (Envoy's default)", func(t *testing.T) {
+		s, _ := def.NewStream(StreamInfo{})
+		defer s.Close()
+		r := req("holdbody,bodylog")
+		st, err := s.RequestHeaders(r.RequestHead, false)
+		if err != nil || st.Action != Continue || st.Headers == nil {
+			t.Fatalf("headers: %+v, %v; want them released", st, err)
+		}
+		for i, c := range []string{"ab", "cd"} {
+			if st, err := s.RequestBody([]byte(c), false); err != nil || st.Action != Pause || len(st.Body) > 0 {
+				t.Fatalf("chunk %d: %+v, %v; want a pause releasing nothing", i, st, err)
+			}
+		}
+		st, err = s.RequestBody([]byte("ef"), true)
+		if err != nil || st.Action != Continue || !st.EndOfStream || string(st.Body) != "abcdef" || st.Headers != nil {
+			t.Fatalf("last chunk: %+v, %v; want the whole body and the end of stream", st, err)
+		}
+		want := []string{"request body size=2 end=false", "request body size=4 end=false", "request body size=6 end=true"}
+		if got := callbackLog(defSink); !equalStrings(got, want) {
+			t.Errorf("body callbacks %q, want %q", got, want)
 		}
 	})
-	t.Run("body rewritten", func(t *testing.T) {
-		fwd, _ := exchange(t, h, req("pausebody,rewritebody", "one", "two"))
-		if string(fwd.Body) != "rewritten" {
-			t.Fatalf("forwarded body %q, want \"rewritten\"", fwd.Body)
-		}
-	})
+	for _, m := range []struct {
+		name  string
+		h     *Host
+		xtest string
+	}{
+		{"headers held", allow, "pausebody"},
+		{"headers gone", def, "holdbody"},
+	} {
+		t.Run("payload split across chunks is blocked, "+m.name, func(t *testing.T) {
+			_, client := exchange(t, m.h, req(m.xtest, "an ev", "il body"))
+			if client.Local == nil || client.Local.Status != 403 || string(client.Local.Body) != "blocked" {
+				t.Fatalf("client got %+v, want 403 blocked", client)
+			}
+		})
+		t.Run("body rewritten, "+m.name, func(t *testing.T) {
+			fwd, _ := exchange(t, m.h, req(m.xtest+",rewritebody", "one", "two"))
+			if string(fwd.Body) != "rewritten" {
+				t.Fatalf("forwarded body %q, want \"rewritten\"", fwd.Body)
+			}
+		})
+	}
 	t.Run("streaming without pause", func(t *testing.T) {
-		s, _ := h.NewStream(StreamInfo{})
+		s, _ := allow.NewStream(StreamInfo{})
 		defer s.Close()
 		r := req("bodysizes")
 		st, _ := s.RequestHeaders(r.RequestHead, false)
@@ -328,15 +365,54 @@ func TestPauseBuffersBody(t *testing.T) {
 	})
 }
 
-func TestBufferLimit(t *testing.T) {
-	h, _ := newTestHost(t, testPlugin, Options{BufferLimit: 8})
-	fwd, client := exchange(t, h, req("pausebody", "1234", "5678"))
-	if client.Local != nil || string(fwd.Body) != "12345678" {
-		t.Fatalf("a body of exactly BufferLimit: client %+v, forwarded %q; want it through", client.Local, fwd.Body)
+// callbackLog returns the "bodylog" lines of the test plugin: its body
+// and trailers callbacks, in order.
+func callbackLog(sink *logSink) []string {
+	var out []string
+	for _, r := range sink.records() {
+		for _, p := range []string{"request body ", "request trailers ", "response body ", "response trailers "} {
+			if strings.HasPrefix(r.Message, p) {
+				out = append(out, r.Message)
+			}
+		}
 	}
-	_, client = exchange(t, h, req("pausebody", "1234", "56789"))
-	if client.Local == nil || client.Local.Status != 413 || client.Local.Details != DetailsRequestTooLarge {
-		t.Fatalf("a body one byte over BufferLimit: client %+v, want 413 %s", client.Local, DetailsRequestTooLarge)
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// BufferLimit bounds a body the plugin buffers in its body callback,
+// whether it held the headers too or not.
+func TestBufferLimit(t *testing.T) {
+	for _, m := range []struct {
+		name  string
+		opts  Options
+		xtest string
+	}{
+		{"headers held", Options{BufferLimit: 8, AllowOnHeadersStopIteration: true}, "pausebody"},
+		{"headers gone", Options{BufferLimit: 8}, "holdbody"},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			h, _ := newTestHost(t, testPlugin, m.opts)
+			fwd, client := exchange(t, h, req(m.xtest, "1234", "5678"))
+			if client.Local != nil || string(fwd.Body) != "12345678" {
+				t.Fatalf("a body of exactly BufferLimit: client %+v, forwarded %q; want it through", client.Local, fwd.Body)
+			}
+			_, client = exchange(t, h, req(m.xtest, "1234", "56789"))
+			if client.Local == nil || client.Local.Status != 413 || client.Local.Details != DetailsRequestTooLarge {
+				t.Fatalf("a body one byte over BufferLimit: client %+v, want 413 %s", client.Local, DetailsRequestTooLarge)
+			}
+		})
 	}
 }
 
@@ -561,10 +637,10 @@ func TestBadTimerPlugin(t *testing.T) {
 		logged  string
 	}{
 		{"GC in a callback, 1.33", Envoy133, req("gc"), 503, "fatal error: poll_oneoff failed"},
-		{"GC in proxy_on_memory_allocate, 1.33", Envoy133, req("pausebody", big), 503,
+		{"GC in proxy_on_memory_allocate, 1.33", Envoy133, req("holdbody", big), 503,
 			"restricted_callback: wasi_snapshot_preview1.poll_oneoff may not be called during proxy_on_memory_allocate"},
 		{"GC in a callback, 1.39", Envoy139, req("gc"), 200, ""},
-		{"GC in proxy_on_memory_allocate, 1.39", Envoy139, req("pausebody", big), 200, ""},
+		{"GC in proxy_on_memory_allocate, 1.39", Envoy139, req("holdbody", big), 200, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, sink := newTestHost(t, testPlugin, Options{Profile: c.profile, PluginConfig: []byte("badtimer")})
@@ -606,16 +682,32 @@ func TestTickResumesPausedStream(t *testing.T) {
 	}
 }
 
+// A stream the plugin never resumes ends with the caller's context: one
+// held at the headers without a body, and, by default (Envoy's
+// StopAllIterationAndWatermark), one held at the headers whose plugin waits
+// for a body callback that never comes.
 func TestPausedForeverEndsWithContext(t *testing.T) {
-	h, _ := newTestHost(t, testPlugin, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	s, _ := h.NewStream(StreamInfo{})
-	defer s.Close()
-	r := req("pausebody")
-	_, err := s.ProcessRequest(ctx, Request{RequestHead: r.RequestHead})
-	if !errors.Is(err, ErrPaused) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("ProcessRequest: %v, want ErrPaused wrapping the deadline", err)
+	for _, c := range []struct {
+		name string
+		r    Request
+	}{
+		{"headers only", Request{RequestHead: req("pausebody").RequestHead}},
+		{"waiting for a body callback", req("pausebody,bodylog", "an evil body")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h, sink := newTestHost(t, testPlugin, Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			s, _ := h.NewStream(StreamInfo{})
+			defer s.Close()
+			v, err := s.ProcessRequest(ctx, c.r)
+			if !errors.Is(err, ErrPaused) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("ProcessRequest: %+v, %v; want ErrPaused wrapping the deadline", v, err)
+			}
+			if got := callbackLog(sink); len(got) > 0 {
+				t.Errorf("body callbacks %q ran while the headers stopped all iteration", got)
+			}
+		})
 	}
 }
 

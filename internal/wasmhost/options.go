@@ -251,6 +251,25 @@ type Options struct {
 	// DefaultBufferLimit.
 	BufferLimit int
 
+	// AllowOnHeadersStopIteration is Envoy's PluginConfig field of the
+	// same name (Envoy 1.35 and later). False, as in Envoy, makes a
+	// non-zero result of proxy_on_request_headers or
+	// proxy_on_response_headers StopAllIterationAndWatermark
+	// (proxy-wasm-cpp-host's convertVmCallResultToFilterHeadersStatus): the
+	// direction's later body chunks and trailers are held by the host, not
+	// limited by BufferLimit (Envoy applies flow control instead), and no
+	// body or trailers callback runs until the plugin continues the stream
+	// (proxy_continue_stream from a tick, a queue or another stream's
+	// callback) or ends it (a local reply, a reset). When it continues, it
+	// gets what arrived meanwhile as Envoy's filter manager passes it on:
+	// all the body in one body callback, with end_of_stream when the
+	// direction ended without trailers, then the trailers callback. A
+	// plugin that never continues leaves the stream paused until the
+	// caller gives up (ErrPaused). True makes the result a plain
+	// StopIteration: body and trailers callbacks run while the headers are
+	// held.
+	AllowOnHeadersStopIteration bool
+
 	// CompilationCache overrides the in-memory cache shared by every Host
 	// of the process.
 	CompilationCache wazero.CompilationCache

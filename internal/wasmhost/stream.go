@@ -63,7 +63,10 @@ const (
 	// the Step releases and keep feeding.
 	Continue Action = iota
 	// Pause: the plugin holds data of this direction. Keep feeding (body,
-	// trailers); held data comes out of a later Step or of Wait.
+	// trailers); held data comes out of a later Step or of Wait. After a
+	// headers callback that stopped (see
+	// Options.AllowOnHeadersStopIteration) what is fed is held without
+	// reaching the plugin until it continues.
 	Pause
 	// LocalReply: the stream ended with Step.Local; send it downstream and
 	// forward nothing more.
@@ -142,6 +145,11 @@ func dataAction(r uint64) uint64 { return min(r, dataStopNoBuffer) }
 
 // dir is one direction (request or response) of a stream.
 //
+// A headers callback that stops without Options.AllowOnHeadersStopIteration
+// sets stopAll (Envoy's StopAllIterationAndWatermark): body chunks and
+// trailers are then held without any callback until the plugin continues
+// (continueAll).
+//
 // Body chunks follow Envoy's filter manager and Context::decodeData: the
 // plugin sees the chunk alone, unless its previous body callback returned
 // StopIterationAndBuffer, in which case the chunk is appended to the held
@@ -159,6 +167,8 @@ type dir struct {
 	bufActive bool   // a body buffer is visible to the plugin (proxy_get_buffer_bytes)
 	buffering bool   // the last body callback returned StopIterationAndBuffer
 	bodyHeld  bool   // the last body callback stopped (any Stop* result)
+	stopAll   bool   // the headers callback stopped all iteration: no body or trailers callback until continued
+	heldData  bool   // a body chunk (even an empty one) arrived while stopAll
 	trl       [][2]string
 	trlState  hstate
 	end       bool  // end of stream received
@@ -190,7 +200,7 @@ func (d *dir) holdChunk() {
 // clearBody forgets every body byte of the direction.
 func (d *dir) clearBody() {
 	d.body, d.chunk = nil, nil
-	d.viewBody, d.bufActive, d.buffering, d.bodyHeld = false, false, false, false
+	d.viewBody, d.bufActive, d.buffering, d.bodyHeld, d.heldData = false, false, false, false, false
 }
 
 func (d *dir) held() bool {
@@ -200,6 +210,7 @@ func (d *dir) held() bool {
 // release hands out everything held.
 func (d *dir) release() Step {
 	st := Step{Action: Continue, Response: d.response}
+	d.stopAll = false
 	if d.hdrState == stHeld {
 		st.Headers = cloneHeaders(d.hdr)
 		d.hdrState = stReleased
@@ -311,9 +322,12 @@ func (s *Stream) callback(d *dir, fn api.Function, args ...uint64) (uint64, bool
 	if fn == nil {
 		return 0, s.v.usable() // a missing callback continues, as in Envoy
 	}
+	// A callback may run from an action deferred until the end of another
+	// of this stream's callbacks (continueAll): that one is still running.
+	wasActive, wasD := s.active, s.activeD
 	s.active, s.activeD = true, d
 	r, ok := s.v.call(fn, s.pc, args...)
-	s.active, s.activeD = false, nil
+	s.active, s.activeD = wasActive, wasD
 	return r, ok
 }
 
@@ -348,7 +362,7 @@ func (s *Stream) RequestHeaders(head RequestHead, endOfStream bool) (Step, error
 			return s.failStep(d)
 		}
 		r, ok := s.callback(d, s.v.fn.onRequestHeaders, uint64(s.pc.id), uint64(len(d.hdr)), b2u(endOfStream))
-		return s.afterCallback(d, r, ok)
+		return s.afterHeaders(d, r, ok)
 	}), nil
 }
 
@@ -358,13 +372,17 @@ func (s *Stream) RequestHeaders(head RequestHead, endOfStream bool) (Step, error
 // is told, and sees, the whole buffered size, as Envoy does; past
 // Options.BufferLimit the request ends with 413. After
 // StopIterationAndWatermark (held, not limited) or StopIterationNoBuffer
-// (dropped) the plugin sees the chunk alone.
+// (dropped) the plugin sees the chunk alone. While the request headers
+// callback's stop holds all iteration (Options.AllowOnHeadersStopIteration
+// false, the default) the chunk is held, not limited, and no callback runs:
+// the plugin gets what was held when it continues.
 func (s *Stream) RequestBody(chunk []byte, endOfStream bool) (Step, error) {
 	return s.body(&s.req, chunk, endOfStream)
 }
 
 // RequestTrailers feeds the request trailers (proxy_on_request_trailers);
-// they end the request.
+// they end the request. While the headers callback's stop holds all
+// iteration they are held and go to the plugin when it continues.
 func (s *Stream) RequestTrailers(trailers [][2]string) (Step, error) {
 	return s.trailers(&s.req, trailers)
 }
@@ -388,7 +406,7 @@ func (s *Stream) ResponseHeaders(status int, headers [][2]string, endOfStream bo
 	d.end = endOfStream
 	return s.finish(d, func() Step {
 		r, ok := s.callback(d, s.v.fn.onResponseHeaders, uint64(s.pc.id), uint64(len(d.hdr)), b2u(endOfStream))
-		return s.afterCallback(d, r, ok)
+		return s.afterHeaders(d, r, ok)
 	}), nil
 }
 
@@ -414,6 +432,14 @@ func (s *Stream) body(d *dir, chunk []byte, endOfStream bool) (Step, error) {
 	}
 	d.bodyBytes += int64(len(chunk))
 	d.end = endOfStream
+	if d.stopAll {
+		// Envoy's handleDataIfStopAll: buffered in the filter manager, in
+		// watermark mode (flow control, not 413), for the plugin to get
+		// when it continues.
+		d.body = append(d.body, chunk...)
+		d.heldData = true
+		return s.finish(d, func() Step { return Step{Action: Pause, Response: d.response} }), nil
+	}
 	if d.buffering {
 		if len(d.body)+len(chunk) > s.h.opts.BufferLimit {
 			return s.tooLarge(d), nil
@@ -424,28 +450,29 @@ func (s *Stream) body(d *dir, chunk []byte, endOfStream bool) (Step, error) {
 		d.chunk, d.viewBody = append([]byte(nil), chunk...), false
 	}
 	d.bufActive = true
-	var fn api.Function
-	if s.v != nil {
-		fn = s.v.fn.onRequestBody
-		if d.response {
-			fn = s.v.fn.onResponseBody
-		}
+	return s.finish(d, func() Step { return s.bodyCallback(d, endOfStream) }), nil
+}
+
+// bodyCallback runs the body callback on the body buffer d.view() and
+// settles the chunk by its result.
+func (s *Stream) bodyCallback(d *dir, endOfStream bool) Step {
+	fn := s.v.fn.onRequestBody
+	if d.response {
+		fn = s.v.fn.onResponseBody
 	}
-	return s.finish(d, func() Step {
-		r, ok := s.callback(d, fn, uint64(s.pc.id), uint64(len(*d.view())), b2u(endOfStream))
-		act := uint64(dataContinue)
-		if ok && !s.cont[b2i(d.response)] {
-			act = dataAction(r)
-		}
-		if act == dataStopNoBuffer {
-			d.chunk = nil
-		}
-		d.holdChunk()
-		d.buffering = act == dataStopBuffer
-		d.bodyHeld = act != dataContinue
-		d.viewBody, d.bufActive = d.buffering, d.buffering
-		return s.afterCallback(d, r, ok)
-	}), nil
+	r, ok := s.callback(d, fn, uint64(s.pc.id), uint64(len(*d.view())), b2u(endOfStream))
+	act := uint64(dataContinue)
+	if ok && !s.cont[b2i(d.response)] {
+		act = dataAction(r)
+	}
+	if act == dataStopNoBuffer {
+		d.chunk = nil
+	}
+	d.holdChunk()
+	d.buffering = act == dataStopBuffer
+	d.bodyHeld = act != dataContinue
+	d.viewBody, d.bufActive = d.buffering, d.buffering
+	return s.afterCallback(d, r, ok)
 }
 
 func (s *Stream) trailers(d *dir, trailers [][2]string) (Step, error) {
@@ -459,17 +486,20 @@ func (s *Stream) trailers(d *dir, trailers [][2]string) (Step, error) {
 	d.trl = normalizeHeaders(trailers)
 	d.trlState = stHeld
 	d.end = true
-	var fn api.Function
-	if s.v != nil {
-		fn = s.v.fn.onRequestTrailers
-		if d.response {
-			fn = s.v.fn.onResponseTrailers
-		}
+	if d.stopAll {
+		return s.finish(d, func() Step { return Step{Action: Pause, Response: d.response} }), nil
 	}
-	return s.finish(d, func() Step {
-		r, ok := s.callback(d, fn, uint64(s.pc.id), uint64(len(d.trl)))
-		return s.afterCallback(d, r, ok)
-	}), nil
+	return s.finish(d, func() Step { return s.trailersCallback(d) }), nil
+}
+
+// trailersCallback runs the trailers callback on the held trailers.
+func (s *Stream) trailersCallback(d *dir) Step {
+	fn := s.v.fn.onRequestTrailers
+	if d.response {
+		fn = s.v.fn.onResponseTrailers
+	}
+	r, ok := s.callback(d, fn, uint64(s.pc.id), uint64(len(d.trl)))
+	return s.afterCallback(d, r, ok)
 }
 
 func (s *Stream) checkOrder(d *dir, what string) error {
@@ -599,6 +629,70 @@ func (s *Stream) afterCallback(d *dir, r uint64, ok bool) Step {
 	return Step{Action: Pause, Response: d.response}
 }
 
+// afterHeaders is afterCallback for a headers callback. A stop there is
+// cpp-host's convertVmCallResultToFilterHeadersStatus: without
+// Options.AllowOnHeadersStopIteration it becomes StopAllIterationAndWatermark
+// (d.stopAll), with it a plain StopIteration.
+func (s *Stream) afterHeaders(d *dir, r uint64, ok bool) Step {
+	st := s.afterCallback(d, r, ok)
+	// A continue that ran at the end of the callback (an action deferred
+	// until no guest code runs) may already have released the headers.
+	if st.Action == Pause && d.hdrState == stHeld && !s.h.opts.AllowOnHeadersStopIteration {
+		d.stopAll = true
+	}
+	return st
+}
+
+// continueAll continues a direction whose headers callback stopped all
+// iteration, as Envoy's ActiveStreamFilterBase::commonContinue does: the
+// headers go on; if body data arrived meanwhile (even an empty chunk) the
+// plugin gets all of it in one body callback (doData from the current
+// filter), with end_of_stream when the direction ended without trailers;
+// then trailers that arrived go to the trailers callback (doTrailers),
+// whatever the body callback returned. What the callbacks return then
+// applies as usual: a body callback that stops holds the body, and a
+// StopIterationAndBuffer makes later chunks join it.
+func (s *Stream) continueAll(d *dir) Step {
+	d.stopAll = false
+	if !d.heldData && d.trlState != stHeld {
+		return d.release()
+	}
+	if !s.vmOK() {
+		return s.failStep(d)
+	}
+	st := Step{Action: Continue, Response: d.response, Headers: cloneHeaders(d.hdr)}
+	d.hdrState = stReleased
+	trailers := d.trlState == stHeld
+	if d.heldData {
+		d.heldData = false
+		if trailers {
+			// Out of the body callback's release: they come after it.
+			d.trlState, d.end = stNone, false
+		}
+		d.chunk, d.viewBody, d.bufActive = nil, true, true
+		bs := s.bodyCallback(d, d.end)
+		if trailers {
+			d.trlState, d.end = stHeld, true
+		}
+		if bs.Action == LocalReply || bs.Action == Reset {
+			return bs
+		}
+		st = merge(st, bs)
+	}
+	switch {
+	case !trailers:
+	case s.bypass: // the body callback failed the VM and the policy is fail_open
+		st = merge(st, d.release())
+	default:
+		ts := s.trailersCallback(d)
+		if ts.Action == LocalReply || ts.Action == Reset {
+			return ts
+		}
+		st = merge(st, ts)
+	}
+	return st
+}
+
 // failStep applies the failure policy to a stream whose VM has failed.
 func (s *Stream) failStep(d *dir) Step {
 	if !s.failed {
@@ -707,7 +801,10 @@ func (s *Stream) resume(response bool) {
 		return
 	}
 	d := s.dirOf(response)
-	if d.held() {
+	switch {
+	case d.stopAll:
+		s.push(s.continueAll(d))
+	case d.held():
 		s.push(d.release())
 	}
 }

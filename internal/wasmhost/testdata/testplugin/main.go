@@ -11,7 +11,8 @@
 //	badtimer    OnPluginStart leaves a runtime timer pending (time.AfterFunc),
 //	            the Go-on-Envoy bug the host must catch at the next GC
 //	tick=N      SetTickPeriodMilliSeconds(N); OnTick counts "test.ticks" and
-//	            resumes the stream named by the shared-data key "resume"
+//	            resumes the request of the stream named by the shared-data
+//	            key "resume"
 //	queue       registers the shared queue "q"; OnQueueReady drains it into
 //	            the counter "test.queue_items"
 //
@@ -107,6 +108,14 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 // resumes that paused stream through proxy_set_effective_context.
 func (p *pluginContext) OnTick() {
 	p.ticks.Increment(1)
+	resumeStored(false)
+}
+
+// resumeStored resumes the request (or response) of the stream whose
+// context id is stored under the shared-data key "resume", and clears the
+// key. It must come last in a callback: the effective context stays the
+// other stream's.
+func resumeStored(response bool) {
 	v, cas, err := proxywasm.GetSharedData("resume")
 	if err != nil || len(v) == 0 {
 		return
@@ -122,7 +131,11 @@ func (p *pluginContext) OnTick() {
 		proxywasm.LogErrorf("set effective context %d: %v", id, err)
 		return
 	}
-	if err := proxywasm.ResumeHttpRequest(); err != nil {
+	resume := proxywasm.ResumeHttpRequest
+	if response {
+		resume = proxywasm.ResumeHttpResponse
+	}
+	if err := resume(); err != nil {
 		proxywasm.LogErrorf("resume %d: %v", id, err)
 	}
 }
@@ -180,10 +193,25 @@ func (h *httpContext) value(prefix string) (string, bool) {
 //	setheader    add request header x-added: yes
 //	deny         local reply 403 "denied" with x-denied: 1, ActionPause
 //	denycont     the same local reply, but return ActionContinue
-//	pausebody    hold headers and body until end of stream; 403 "blocked"
-//	             when the body contains "evil", else add x-body-size
+//	pausebody    hold the headers (ActionPause) and, in the body callback,
+//	             the body until end of stream; 403 "blocked" when the body
+//	             contains "evil", else add x-body-size. Envoy calls no body
+//	             callback while the headers are held unless the plugin sets
+//	             allow_on_headers_stop_iteration (the host's
+//	             Options.AllowOnHeadersStopIteration): without it the
+//	             request hangs.
+//	holdbody     let the headers go, hold the body until end of stream and
+//	             judge it as pausebody does (without x-body-size: the
+//	             headers are gone by then); what works in Envoy by default
 //	waittick     hold the request; store the context id under "resume"
-//	             so that OnTick resumes it
+//	             so that OnTick (or another stream's "resumereq") resumes it
+//	waitresp     store the context id under "resume" and hold the
+//	             response headers, for another stream's "resumeresp"
+//	bodylog      log every body and trailers callback of either direction
+//	             ("request body size=N end=B", "request trailers n=N", ...)
+//	resumereq    last: resume the request of the stream stored under
+//	             "resume" (proxy_set_effective_context)
+//	resumeresp   last: resume that stream's response
 //	metrics      bump the gauge and histogram
 //	casget       read shared "casx" (creating it first if missing) and keep
 //	             its cas in a VM global; add request header x-cas: <cas>
@@ -256,8 +284,19 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 		}
 		return types.ActionPause
 	}
+	if h.has("waitresp") {
+		if err := proxywasm.SetSharedData("resume", []byte(strconv.Itoa(int(h.id))), 0); err != nil {
+			proxywasm.LogErrorf("resume key: %v", err)
+		}
+	}
 	if h.has("pausebody") {
 		return types.ActionPause
+	}
+	if h.has("resumereq") {
+		resumeStored(false)
+	}
+	if h.has("resumeresp") {
+		resumeStored(true)
 	}
 	return types.ActionContinue
 }
@@ -361,9 +400,12 @@ func (h *httpContext) copyProperties() {
 	_ = proxywasm.AddHttpRequestHeader("x-prop-headers-map", strings.Join(names, " "))
 }
 
-// OnHttpRequestBody, with "pausebody", buffers until end of stream and
-// then judges the whole body.
+// OnHttpRequestBody, with "pausebody" or "holdbody", buffers until end of
+// stream and then judges the whole body.
 func (h *httpContext) OnHttpRequestBody(size int, end bool) types.Action {
+	if h.has("bodylog") {
+		proxywasm.LogInfof("request body size=%d end=%v", size, end)
+	}
 	if h.has("latereads") {
 		h.late = append(h.late, lateRead("body"))
 	}
@@ -373,7 +415,7 @@ func (h *httpContext) OnHttpRequestBody(size int, end bool) types.Action {
 			proxywasm.LogErrorf("body sizes: %v", err)
 		}
 	}
-	if !h.has("pausebody") {
+	if !h.has("pausebody") && !h.has("holdbody") {
 		return types.ActionContinue
 	}
 	if !end {
@@ -388,8 +430,10 @@ func (h *httpContext) OnHttpRequestBody(size int, end bool) types.Action {
 		_ = proxywasm.SendHttpResponse(403, nil, []byte("blocked"), -1)
 		return types.ActionPause
 	}
-	if err := proxywasm.AddHttpRequestHeader("x-body-size", strconv.Itoa(len(body))); err != nil {
-		proxywasm.LogErrorf("add header: %v", err)
+	if h.has("pausebody") {
+		if err := proxywasm.AddHttpRequestHeader("x-body-size", strconv.Itoa(len(body))); err != nil {
+			proxywasm.LogErrorf("add header: %v", err)
+		}
 	}
 	if h.has("rewritebody") {
 		if err := proxywasm.ReplaceHttpRequestBody([]byte("rewritten")); err != nil {
@@ -411,6 +455,30 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 	if h.has("denyresponse") {
 		_ = proxywasm.SendHttpResponse(502, nil, []byte("bad upstream"), -1)
 		return types.ActionPause
+	}
+	if h.has("waitresp") {
+		return types.ActionPause
+	}
+	return types.ActionContinue
+}
+
+func (h *httpContext) OnHttpRequestTrailers(n int) types.Action {
+	if h.has("bodylog") {
+		proxywasm.LogInfof("request trailers n=%d", n)
+	}
+	return types.ActionContinue
+}
+
+func (h *httpContext) OnHttpResponseBody(size int, end bool) types.Action {
+	if h.has("bodylog") {
+		proxywasm.LogInfof("response body size=%d end=%v", size, end)
+	}
+	return types.ActionContinue
+}
+
+func (h *httpContext) OnHttpResponseTrailers(n int) types.Action {
+	if h.has("bodylog") {
+		proxywasm.LogInfof("response trailers n=%d", n)
 	}
 	return types.ActionContinue
 }
