@@ -202,6 +202,7 @@ var blockTable = []struct {
 	{"trailing slash", request{path: "/download/evil.exe/"}, "block_patterns[0]"},
 	{"dot segments", request{path: "/download/x/../evil.dll"}, "block_patterns[0]"},
 	{"backslash", request{path: "/download\\evil.bat"}, "block_patterns[0]"},
+	{"NUL before a harmless extension", request{path: "/download/evil.exe%00.jpg"}, "block_patterns[0]"},
 	{"script in query", request{path: "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"}, "block_patterns[1]"},
 	{"script in query mixed case", request{path: "/search?q=<ScRiPt>alert(1)</sCrIpT>"}, "block_patterns[1]"},
 	{"script in query double-encoded", request{path: "/search?q=%253Cscript%253Ex%253C%252Fscript%253E"}, "block_patterns[1]"},

@@ -79,7 +79,10 @@ func (s *Set) Rules() []*Compiled {
 
 // CheckPath checks Envoy's :path pseudo-header, which may carry a query and
 // a fragment (dropped; see SplitPath). Rules with TargetPath are matched
-// against NormalizePath of the path; rules with TargetQuery against the
+// against NormalizePath of the path and, when the decoded path holds a NUL
+// byte, also against the normalized part before it (NulTruncatedPath): a
+// server written in C reads "/evil.exe%00.jpg" as "/evil.exe". Rules with
+// TargetQuery are matched against the
 // values DecodeQuery returns for the query: the whole decoded query, then
 // each key and value. It returns the first rule in configuration order that
 // matches any of them; Match.Target is the part where that rule matched
@@ -98,7 +101,11 @@ func (s *Set) CheckPath(rawPath string) (m Match, ok bool) {
 			mt.str(path, TargetPath)
 		} else {
 			mt.buf = appendNormalPath(scratch(mt.buf, len(path)+1), path)
-			mt.bytes(mt.buf, TargetPath)
+			if !mt.bytes(mt.buf, TargetPath) {
+				if cut, ok := NulTruncatedPath(path); ok {
+					mt.str(cut, TargetPath)
+				}
+			}
 		}
 	}
 	if !mt.done() && s.targets&TargetQuery != 0 {
@@ -316,4 +323,19 @@ func matchParams[S ~string | ~[]byte](m *matcher, q S, t Target) bool {
 		}
 	}
 	return m.done()
+}
+
+// NulTruncatedPath returns the normalized part of the URL path p before the
+// first NUL byte of its decoded form, and whether p holds one at all. It
+// allocates only when p has something to decode.
+func NulTruncatedPath(p string) (string, bool) {
+	if strings.IndexByte(p, '%') < 0 && strings.IndexByte(p, 0) < 0 {
+		return "", false
+	}
+	dec := DecodeValue(p)
+	i := strings.IndexByte(dec, 0)
+	if i < 0 {
+		return "", false
+	}
+	return NormalizePath(dec[:i]), true
 }

@@ -229,6 +229,9 @@ func oracleValues(t Target, input string) []string {
 	switch t {
 	case TargetPath:
 		p, _ := SplitPath(input)
+		if cut, ok := NulTruncatedPath(p); ok {
+			return []string{NormalizePath(p), cut}
+		}
 		return []string{NormalizePath(p)}
 	case TargetQuery:
 		_, q := SplitPath(input)
@@ -258,6 +261,7 @@ func FuzzMatchOracle(f *testing.F) {
 	f.Add(`(?U).*x.*`, `(?m).*$`, false, uint8(2), "a\nx\n")
 	f.Add(`(?i)ſ`, `K`, false, uint8(1), "/?q=S&k=\u212a")
 	f.Add(`(?-s:.*)\n.*`, `\A.*\z`, true, uint8(3), "text/plain\x00a\nb")
+	f.Add(`.*\.(exe|dll|scr|bat)$`, `x`, false, uint8(0), "/download/evil.exe%2500.jpg")
 	f.Fuzz(func(t *testing.T, p1, p2 string, caseSensitive bool, which uint8, input string) {
 		if len(p1) > 200 || len(p2) > 200 || len(input) > 2000 {
 			return
