@@ -19,7 +19,6 @@ package config
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -328,7 +327,7 @@ func parsePatterns(v gjson.Result, defaultTargets patterns.Target) ([]*patterns.
 		}
 		// A pattern that matches the empty string matches every value
 		// (".*", "x|"): it would block every request.
-		if re, err := regexp.Compile(patterns.Expr(r)); err == nil && re.MatchString("") {
+		if c.MatchesEmpty() {
 			return nil, errorf(patternPath, "pattern %s matches the empty string, so it would match every request", strconv.QuoteToASCII(truncate(r.Pattern, maxShown)))
 		}
 		// Stop at the first rule past the set's budget rather than

@@ -70,6 +70,11 @@ func (c *Compiled) ID() string { return c.rule.ID }
 // Targets returns the rule's targets.
 func (c *Compiled) Targets() Target { return c.rule.Targets }
 
+// MatchesEmpty reports whether the pattern matches the empty string, and so
+// every value (".*", "x|"). Removing an unbounded ".*" does not change
+// this, so the compiled expression answers for the rule's own.
+func (c *Compiled) MatchesEmpty() bool { return c.re.MatchString("") }
+
 // Insts returns the size of the rule's compiled program in instructions,
 // as counted against MaxProgInsts and MaxSetInsts.
 func (c *Compiled) Insts() int { return c.insts }

@@ -227,3 +227,18 @@ func TestStripDotStar(t *testing.T) {
 		})
 	}
 }
+
+func TestMatchesEmpty(t *testing.T) {
+	for p, want := range map[string]bool{
+		`.*`: true, `x|`: true, `^$`: true, `(a)?`: true, `.*x.*`: false,
+		`.*\.(exe|dll|scr|bat)$`: false, `.*<script.*>.*</script>.*`: false,
+	} {
+		c, err := CompileRule(Rule{ID: "r", Pattern: p, Targets: AllTargets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.MatchesEmpty(); got != want {
+			t.Errorf("MatchesEmpty(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
